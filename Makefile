@@ -1,0 +1,78 @@
+# SciTeX Hub: the two commands are `make demo` and `make test` (see README.md).
+# Everything here runs as root on a Debian/Ubuntu machine (or with sudo) and
+# installs what it needs; see deploy/dev/ for the pieces.
+
+SHELL := /bin/bash
+export SCITEX_PREFIX ?= /opt/scitex
+export SCITEX_DEV_DIR ?= /var/lib/scitex-dev
+VENV := $(SCITEX_PREFIX)/venv
+PY := $(VENV)/bin/python
+# The jobs' Python must be readable by the demo users: Debian's python3, not
+# a pyenv under /root.
+BASE_PYTHON ?= /usr/bin/python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help system venv install slurm users demo demo-down demo-status test test-unit test-e2e lint format bench docs clean-venv
+
+help:
+	@echo "make demo       start the demo hub on http://127.0.0.1:8000 (SLURM, users, hub)"
+	@echo "make demo-down  stop everything make demo started"
+	@echo "make test       run the whole test suite (starts the services it needs)"
+	@echo "make lint       ruff and mypy"
+	@echo "make bench      benchmarks into bench/results/"
+
+system:
+	$(SUDO) -E bash deploy/dev/install-system.sh
+
+$(VENV)/.created:
+	$(SUDO) $(BASE_PYTHON) -m venv $(VENV)
+	$(SUDO) $(VENV)/bin/pip install -q --upgrade pip hatchling
+	$(SUDO) chmod -R a+rX $(SCITEX_PREFIX)
+	$(SUDO) touch $@
+
+# Dependencies change rarely: reinstall them only when pyproject.toml changes.
+$(VENV)/.deps: pyproject.toml $(VENV)/.created
+	$(SUDO) $(VENV)/bin/pip install -q -e '.[test,lint]'
+	$(SUDO) $(VENV)/bin/pip uninstall -q -y scitex-jupyterhub
+	$(SUDO) touch $@
+
+venv: $(VENV)/.deps
+
+# Our own package is installed (not editable) so that users' jobs can read it;
+# it is rebuilt on every run because it is cheap.
+install: venv
+	$(SUDO) $(VENV)/bin/pip install -q --no-deps --no-build-isolation --force-reinstall .
+	$(SUDO) chmod -R a+rX $(SCITEX_PREFIX)
+
+slurm: system
+	$(SUDO) -E bash deploy/dev/slurm.sh start
+
+users: system
+	$(SUDO) -E bash deploy/dev/users.sh
+
+demo: system install slurm users
+	$(SUDO) -E bash deploy/dev/demo.sh start
+
+demo-down:
+	$(SUDO) -E bash deploy/dev/demo.sh stop
+
+demo-status:
+	$(SUDO) -E bash deploy/dev/demo.sh status
+
+test: system install slurm users
+	$(SUDO) -E bash deploy/dev/run-tests.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: system install slurm users
+	$(SUDO) -E $(PY) -m bench
+
+clean-venv:
+	$(SUDO) rm -rf $(VENV)

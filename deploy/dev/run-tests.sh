@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test suite, as `make test` runs it (after install, SLURM and users are up).
+# Two pytest runs: the hub side (pytest-asyncio) and the notebook-server
+# extension (pytest-jupyter), whose plugins do not mix in one process.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PY="$SCITEX_PREFIX/venv/bin/python"
+eval "$(bash "$REPO/deploy/dev/slurm.sh" env)"
+export PATH="$SCITEX_PREFIX/bin:$SCITEX_PREFIX/venv/bin:$PATH"
+cd "$REPO"
+
+status=0
+log "hub side and end to end: tests/hub tests/e2e"
+"$PY" -m pytest -p no:jupyter_server -p no:cacheprovider tests/hub tests/e2e || status=$?
+log "notebook-server extension: tests/ext"
+"$PY" -m pytest -p no:asyncio -p no:cacheprovider tests/ext || status=$?
+exit "$status"

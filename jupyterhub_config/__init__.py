@@ -1,0 +1,1 @@
+"""The hub's configuration: the site file schema, its loader and the apply_* functions."""

@@ -1,0 +1,189 @@
+"""The site file ``scitex.yaml``: its schema and its loader.
+
+One validated file per site. An error stops the hub with the key and the reason
+(``scitex.yaml: profiles.small.cpus.max: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scitex_spawner.institutions import Institution
+from scitex_spawner.profiles import Profile
+
+DEFAULT_CONFIG = Path(__file__).with_name("scitex.yaml")
+
+
+class SettingsError(ValueError):
+    """The site file is missing or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSection(_Section):
+    bind_url: str = "http://127.0.0.1:8000"
+    hub_bind_url: str = "http://127.0.0.1:8081"
+    hub_connect_url: str | None = None
+    proxy_api_url: str = "http://127.0.0.1:8001"
+    db_url: str = "sqlite:///jupyterhub.sqlite"
+    state_dir: str = "."
+    admin_users: tuple[str, ...] = ()
+    proxy_command: tuple[str, ...] = ("configurable-http-proxy",)
+    base_url: str = "/"
+
+
+class LdapSection(_Section):
+    server_address: str
+    server_port: int = 389
+    tls_strategy: Literal["before_bind", "on_connect", "insecure"] = "before_bind"
+    bind_dn_template: tuple[str, ...] = ()
+    lookup_dn: bool = False
+    user_search_base: str | None = None
+    user_attribute: str = "uid"
+    lookup_dn_search_user: str | None = None
+    lookup_dn_search_password_file: str | None = None
+    group_search_base: str | None = None
+    group_search_filter: str | None = None
+    allowed_groups: tuple[str, ...] = ()
+
+
+class OidcSection(_Section):
+    issuer: str
+    client_id: str
+    client_secret_file: str
+    callback_url: str
+    authorize_url: str | None = None
+    token_url: str | None = None
+    userdata_url: str | None = None
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    username_claim: str = "preferred_username"
+
+
+class AuthSection(_Section):
+    kind: Literal["pam", "ldap", "oidc"] = "pam"
+    ldap: LdapSection | None = None
+    oidc: OidcSection | None = None
+
+    @model_validator(mode="after")
+    def _block_for_kind(self) -> AuthSection:
+        if self.kind == "ldap" and self.ldap is None:
+            raise ValueError("auth.kind is 'ldap' but there is no auth.ldap block")
+        if self.kind == "oidc" and self.oidc is None:
+            raise ValueError("auth.kind is 'oidc' but there is no auth.oidc block")
+        return self
+
+
+class SlurmSection(_Section):
+    conf: str | None = None
+    bin_dir: str | None = None
+    poll_interval: float = Field(default=10.0, gt=0)
+    queue_wait_timeout: int = Field(default=24 * 3600, gt=0)
+    startup_timeout: int = Field(default=300, gt=0)
+    submit_prefix: tuple[str, ...] | None = None
+    hub_id: str = Field(default="scitex", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+class ContainerSection(_Section):
+    runtime: Literal["apptainer", "singularity", "none"] = "none"
+    extra_binds: tuple[str, ...] = ()
+
+
+class NotebookSection(_Section):
+    python: str = Field(default_factory=lambda: sys.executable)
+    default_url: str = "/lab"
+
+
+class GiteaSection(_Section):
+    url: str
+    admin_token_file: str
+
+
+class Settings(_Section):
+    hub: HubSection = HubSection()
+    auth: AuthSection = AuthSection()
+    data_root: str
+    institutions: dict[str, Institution] = Field(min_length=1)
+    profiles: dict[str, Profile] = Field(min_length=1)
+    slurm: SlurmSection = SlurmSection()
+    container: ContainerSection = ContainerSection()
+    notebook: NotebookSection = NotebookSection()
+    gitea: GiteaSection | None = None
+
+    @field_validator("data_root")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not os.path.isabs(value):
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _profiles_exist(self) -> Settings:
+        for key, institution in self.institutions.items():
+            for name in institution.profiles:
+                if name not in self.profiles:
+                    raise ValueError(
+                        f"institutions.{key}.profiles: unknown profile {name!r} "
+                        f"(defined: {', '.join(sorted(self.profiles))})"
+                    )
+        return self
+
+
+def _format_error(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_settings(data: Any, source: str = "scitex.yaml") -> Settings:
+    if not isinstance(data, dict):
+        raise SettingsError(f"{source}: the file must hold a mapping of settings")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise SettingsError(_format_error(source, e)) from None
+
+
+_VAR_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """``${NAME}`` and ``${NAME:-default}`` from the environment, so one file serves
+    several installs (the demo's paths follow ``SCITEX_DEV_DIR``)."""
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        name, fallback = match.group(1), match.group(2)
+        value = env.get(name)
+        if value:
+            return value
+        if fallback is not None:
+            return fallback
+        raise SettingsError(f"${{{name}}} is used in the site file but not set")
+
+    return _VAR_RE.sub(substitute, text)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the site file (``$SCITEX_CONFIG``, else the default)."""
+    path = Path(path or os.environ.get("SCITEX_CONFIG") or DEFAULT_CONFIG)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SettingsError(f"{path}: cannot read the site file: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(expand_env(text))
+    except yaml.YAMLError as e:
+        raise SettingsError(f"{path}: not valid YAML: {e}") from None
+    return parse_settings(data, str(path))

@@ -1,0 +1,46 @@
+"""The jupyter-server extension application: settings and handler registration."""
+
+from __future__ import annotations
+
+import os
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Unicode, default
+
+from .handlers.projects import default_handlers as project_handlers
+from .handlers.session import SessionHandler
+from .projects import ProjectsConfig
+from .session import SessionInfo
+
+
+# ProjectsConfig adds the gitea_* / git_* / project* settings (see projects.py).
+class SciTeXExtension(ProjectsConfig, ExtensionApp):
+    """Serves ``scitex/api/*`` in every user's notebook server."""
+
+    name = "scitex_server_ext"
+    # Handlers are API-only; no static files or templates of our own.
+    load_other_extensions = True
+
+    user_root = Unicode(
+        help="""The user's data directory as the notebook server sees it.
+
+        Inside the container this is ``/data`` (the user's
+        ``<data_root>/<institution>/<user>`` bound there). Every path an endpoint
+        takes is resolved and checked to lie inside it.""",
+        config=True,
+    )
+
+    @default("user_root")
+    def _default_user_root(self) -> str:
+        return os.environ.get("SCITEX_USER_ROOT", "/data")
+
+    def initialize_settings(self) -> None:
+        self.settings["scitex"] = {
+            "user_root": self.user_root,
+            "session": SessionInfo.from_environ(os.environ),
+            "projects": self.make_project_manager(self.user_root),
+        }
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend([(r"/scitex/api/session", SessionHandler)])
+        self.handlers.extend(project_handlers)

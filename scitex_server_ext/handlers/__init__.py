@@ -1,0 +1,1 @@
+"""REST handlers of the SciTeX extension, one module per resource."""

@@ -1,0 +1,82 @@
+"""Entry point of the notebook server inside a SLURM job.
+
+Picks a free port on this node, reports it to the hub's port callback with
+this server's own token, then becomes ``jupyterhub-singleuser`` on that port.
+The token travels in the environment and an HTTP header, never on a command
+line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse, urlunparse
+
+CALLBACK_PATH = "scitex/port"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def report_port(api_url: str, token: str, port: int, attempts: int = 10) -> None:
+    """POST ``{"port": port}`` to the hub; retry while the hub is unreachable."""
+    url = api_url.rstrip("/") + "/" + CALLBACK_PATH
+    body = json.dumps({"port": port}).encode()
+    for attempt in range(attempts):
+        request = urllib.request.Request(  # noqa: S310 - the hub's own API URL
+            url,
+            data=body,
+            method="POST",
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30):  # noqa: S310
+                return
+        except urllib.error.HTTPError as e:
+            # The hub answered: retrying will not change its mind.
+            raise SystemExit(
+                f"scitex-singleuser: the hub refused port {port}: {e.code} {e.reason}"
+            ) from None
+        except OSError as e:
+            if attempt == attempts - 1:
+                raise SystemExit(f"scitex-singleuser: cannot reach the hub at {url}: {e}") from None
+            time.sleep(min(2**attempt, 10))
+
+
+def with_port(service_url: str, port: int) -> str:
+    parts = urlparse(service_url)
+    host = parts.hostname or "0.0.0.0"  # noqa: S104 - the node's server listens for the hub
+    if ":" in host:
+        host = f"[{host}]"
+    return urlunparse(parts._replace(netloc=f"{host}:{port}"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    api_url = os.environ.get("JUPYTERHUB_API_URL", "")
+    if not token or not api_url:
+        raise SystemExit(
+            "scitex-singleuser: JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL are needed"
+        )
+    port = free_port()
+    report_port(api_url, token, port)
+    service_url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+    if service_url:
+        os.environ["JUPYTERHUB_SERVICE_URL"] = with_port(service_url, port)
+    else:
+        args = [*args, f"--port={port}"]
+    python = sys.executable
+    os.execv(python, [python, "-m", "jupyterhub.singleuser", *args])  # noqa: S606
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""A real JupyterHub (with configurable-http-proxy) in a subprocess, for end-to-end tests.
+
+Each hub gets its own ports, state directory, data root and job tag, so tests
+never touch the demo's hub or each other's jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from tests.services import PREFIX, SLURM_CONF, VENV_PYTHON, slurm_env
+
+REPO = Path(__file__).resolve().parents[2]
+ENTRY = REPO / "jupyterhub_config" / "jupyterhub_config.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_settings(root: Path, hub_id: str) -> dict[str, Any]:
+    """The demo's site file, moved into ``root`` with fresh ports."""
+    settings = yaml.safe_load((REPO / "jupyterhub_config" / "scitex.yaml").read_text())
+    settings = yaml.safe_load(
+        yaml.safe_dump(settings).replace("${SCITEX_DEV_DIR:-/var/lib/scitex-dev}", str(root))
+    )
+    port, hub_port, api_port = free_port(), free_port(), free_port()
+    settings["hub"].update(
+        bind_url=f"http://127.0.0.1:{port}",
+        hub_bind_url=f"http://127.0.0.1:{hub_port}",
+        proxy_api_url=f"http://127.0.0.1:{api_port}",
+        db_url=f"sqlite:///{root}/hub/jupyterhub.sqlite",
+        state_dir=f"{root}/hub",
+        proxy_command=[f"{PREFIX}/bin/configurable-http-proxy"],
+    )
+    settings["data_root"] = f"{root}/data"
+    settings["slurm"].update(conf=SLURM_CONF, hub_id=hub_id, poll_interval=2)
+    settings["notebook"]["python"] = VENV_PYTHON
+    return settings
+
+
+@dataclass
+class Hub:
+    settings: dict[str, Any]
+    root: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.root / "hub" / "jupyterhub.log"
+
+    @property
+    def url(self) -> str:
+        return str(self.settings["hub"]["bind_url"])
+
+    @property
+    def hub_id(self) -> str:
+        return str(self.settings["slurm"]["hub_id"])
+
+    def write_config(self) -> Path:
+        path = self.root / "scitex.yaml"
+        path.write_text(yaml.safe_dump(self.settings))
+        return path
+
+    def start(self, timeout: float = 60) -> None:
+        (self.root / "hub").mkdir(parents=True, exist_ok=True)
+        config = self.write_config()
+        env = {
+            "PATH": f"{PREFIX}/bin:{Path(VENV_PYTHON).parent}:/usr/local/bin:/usr/bin:/bin",
+            "SCITEX_CONFIG": str(config),
+            "LANG": "C.UTF-8",
+            "HOME": "/root",
+        }
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(Path(VENV_PYTHON).parent / "jupyterhub"), "-f", str(ENTRY), "--debug"],
+            cwd=self.root / "hub",
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the hub exited {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(self.url + "/hub/api", timeout=2).ok:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"the hub did not answer within {timeout} s:\n{self.log_tail()}")
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def stop_proxy(self) -> None:
+        pid_file = self.root / "hub" / "jupyterhub-proxy.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            pid_file.unlink()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def jobs(self) -> dict[str, dict[str, str]]:
+        """This hub's jobs in the SLURM queue: ``{job_id: {user, state, comment}}``."""
+        out = subprocess.run(
+            ["squeue", "-h", "-a", "-o", "%i|%u|%T|%k"],
+            env=slurm_env(),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+        jobs = {}
+        for line in out.splitlines():
+            job_id, user, state, comment = line.split("|", 3)
+            if comment.startswith(f"scitex:hub={self.hub_id}:"):
+                jobs[job_id] = {"user": user, "state": state, "comment": comment}
+        return jobs
+
+    def cancel_all_jobs(self) -> None:
+        ids = list(self.jobs())
+        if ids:
+            subprocess.run(["scancel", *ids], env=slurm_env(), check=False, timeout=20)
+
+
+def new_hub(**overrides: Any) -> Hub:
+    root = Path(tempfile.mkdtemp(prefix="scitex-e2e-", dir="/tmp"))
+    # Users' jobs read the data root; the hub's own state stays private.
+    root.chmod(0o755)
+    hub_id = "e2e-" + secrets.token_hex(3)
+    settings = base_settings(root, hub_id)
+    for key, value in overrides.items():
+        settings[key] = value
+    return Hub(settings=settings, root=root)
+
+
+class HubUser:
+    """A person using the hub over HTTP: signs in with a password, then uses a token."""
+
+    def __init__(self, hub: Hub, name: str) -> None:
+        self.hub = hub
+        self.name = name
+        self.session = requests.Session()
+        self.token = ""
+
+    def login(self, password: str) -> requests.Response:
+        self.session.get(self.hub.url + "/hub/login", timeout=10)
+        xsrf = self.session.cookies.get("_xsrf", "")
+        return self.session.post(
+            self.hub.url + "/hub/login",
+            data={"username": self.name, "password": password, "_xsrf": xsrf},
+            timeout=30,
+            allow_redirects=False,
+        )
+
+    def create_token(self) -> str:
+        xsrf = self.session.cookies.get("_xsrf", "")
+        r = self.session.post(
+            f"{self.hub.url}/hub/api/users/{self.name}/tokens",
+            json={"note": "e2e", "expires_in": 3600},
+            headers={"X-XSRFToken": xsrf},
+            timeout=10,
+        )
+        r.raise_for_status()
+        self.token = r.json()["token"]
+        return self.token
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        headers.setdefault("Authorization", f"token {self.token}")
+        return requests.request(
+            method,
+            self.hub.url + path,
+            headers=headers,
+            timeout=kwargs.pop("timeout", 30),
+            **kwargs,
+        )
+
+    def server_model(self) -> dict[str, Any]:
+        r = self.api("GET", f"/hub/api/users/{self.name}")
+        r.raise_for_status()
+        return dict(r.json().get("servers", {}).get("", {}))
+
+    def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.server_model()
+            if model.get("ready"):
+                return model
+            if not model.get("pending") and not model:
+                raise AssertionError(f"{self.name}'s server is neither pending nor ready")
+            time.sleep(0.5)
+        raise AssertionError(
+            f"{self.name}'s server not ready in {timeout} s:\n{self.hub.log_tail()}"
+        )
+
+    def wait_stopped(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.server_model():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{self.name}'s server did not stop in {timeout} s")
+
+
+def job_ids_of(hub: Hub, user: str) -> list[str]:
+    return [job_id for job_id, job in hub.jobs().items() if job["user"] == user]
+
+
+def read_environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(): v.decode(errors="replace") for k, v in pairs}
+
+
+def processes_of(user: str, pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-u", user, "-f", pattern], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def cmdlines() -> list[str]:
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                lines.append(
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+    return lines
+
+
+TOKEN_RE = re.compile(r"[0-9a-f]{32,}")

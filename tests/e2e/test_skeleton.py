@@ -1,0 +1,166 @@
+"""The walking skeleton, end to end: sign-in -> SLURM job as the user -> server
+through the proxy -> stop -> job gone. Real JupyterHub, configurable-http-proxy,
+PAM and SLURM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.conftest import signed_in
+from tests.e2e.hubprocess import Hub, HubUser, cmdlines, job_ids_of, processes_of, read_environ
+
+pytestmark = pytest.mark.e2e
+
+
+def test_alice_server_runs_as_her_slurm_job(hub: Hub, alice: HubUser, bob: HubUser) -> None:
+    r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
+    assert r.status_code in (201, 202), r.text
+    model = alice.wait_ready()
+
+    jobs = job_ids_of(hub, "alice")
+    assert len(jobs) == 1, hub.jobs()
+    job_id = jobs[0]
+    assert hub.jobs()[job_id]["state"] == "RUNNING"
+    assert hub.jobs()[job_id]["comment"] == f"scitex:hub={hub.hub_id}:user=alice:server=-"
+
+    # Through the proxy, with alice's token.
+    status = alice.api("GET", "/user/alice/api/status")
+    assert status.status_code == 200, status.text
+    session = alice.api("GET", "/user/alice/scitex/api/session")
+    assert session.status_code == 200, session.text
+    info = session.json()
+    assert info["user"] == "alice"
+    assert info["job_id"] == job_id
+    assert info["profile"] == "small"
+    assert info["node"] == "localhost"
+    assert 0 < info["time_left_seconds"] <= 3600
+
+    # The server process is alice's, and her data directory is private to her.
+    pids = processes_of("alice", "jupyterhub.singleuser")
+    assert pids, "no notebook server process owned by alice"
+    data_dir = hub.root / "data" / "demo-u" / "alice"
+    st = data_dir.stat()
+    assert st.st_mode & 0o777 == 0o700
+    assert st.st_uid == _uid("alice")
+    assert (data_dir / ".scitex" / "logs" / f"notebook-{job_id}.log").exists()
+
+    # The token travels in the environment, never on a command line.
+    token = read_environ(pids[0])["JUPYTERHUB_API_TOKEN"]
+    assert len(token) >= 32
+    assert not [line for line in cmdlines() if token in line]
+
+    # Bob cannot use alice's server.
+    assert bob.api("GET", "/user/alice/api/status").status_code == 403
+    assert bob.api("GET", "/user/alice/scitex/api/session").status_code == 403
+
+    assert model["url"] == "/user/alice/"
+
+
+def test_batchspawner_attribute_api_is_gone(hub: Hub, alice: HubUser) -> None:
+    """Stock batchspawner lets a server set any spawner attribute, e.g. a command
+    the hub later runs. With our spawner the route does not exist, and our own
+    callback takes one integer port and nothing else."""
+    canary = Path(f"/tmp/scitex-pwned-{hub.hub_id}")
+    if not alice.server_model().get("ready"):
+        alice.api("POST", "/hub/api/users/alice/server", json={})
+        alice.wait_ready()
+    job_id = job_ids_of(hub, "alice")[0]
+    server_token = read_environ(processes_of("alice", "jupyterhub.singleuser")[0])[
+        "JUPYTERHUB_API_TOKEN"
+    ]
+    evil = {
+        "exec_prefix": f"touch {canary} ;",
+        "batch_query_cmd": f"touch {canary}",
+        "batch_cancel_cmd": f"touch {canary}",
+        "ip": "203.0.113.7",
+        "port": 1,
+    }
+    for token in (alice.token, server_token):
+        r = requests.post(
+            hub.url + "/hub/api/batchspawner",
+            json=evil,
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
+        assert r.status_code == 404, r.text
+        # Our callback refuses anything but {"port": int}...
+        r = requests.post(
+            hub.url + "/hub/api/scitex/port",
+            json=evil,
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
+        assert r.status_code in (400, 403), r.text
+    # ...and a well-formed port from alice's user token (not her server's) too.
+    r = requests.post(
+        hub.url + "/hub/api/scitex/port",
+        json={"port": 4242},
+        headers={"Authorization": f"token {alice.token}"},
+        timeout=10,
+    )
+    assert r.status_code == 403, r.text
+    # From the server's own token, outside a start: nothing is waiting for it.
+    r = requests.post(
+        hub.url + "/hub/api/scitex/port",
+        json={"port": 4242},
+        headers={"Authorization": f"token {server_token}"},
+        timeout=10,
+    )
+    assert r.status_code == 409, r.text
+
+    # Nothing ran, nothing moved: the server still answers where it was, and
+    # stopping it (which runs scancel) runs no injected command.
+    assert alice.api("GET", "/user/alice/api/status").status_code == 200
+    r = alice.api("DELETE", "/hub/api/users/alice/server")
+    assert r.status_code in (202, 204), r.text
+    alice.wait_stopped()
+    _wait_job_gone(hub, job_id)
+    assert not canary.exists()
+    assert "203.0.113.7" not in hub.log_text()
+
+
+def test_stop_removes_the_job(hub: Hub, alice: HubUser) -> None:
+    r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
+    assert r.status_code in (201, 202), r.text
+    alice.wait_ready()
+    job_id = job_ids_of(hub, "alice")[0]
+    r = alice.api("DELETE", "/hub/api/users/alice/server")
+    assert r.status_code in (202, 204), r.text
+    alice.wait_stopped()
+    _wait_job_gone(hub, job_id)
+    assert alice.api("GET", "/user/alice/api/status").status_code in (302, 404, 424, 503)
+
+
+def test_user_without_institution_is_refused(hub: Hub, password: str) -> None:
+    user = HubUser(hub, "dave")
+    r = user.login(password)
+    assert r.status_code == 403
+    assert "no institution" in r.text
+    # Nothing was created for dave: no hub user, no data directory.
+    admin = signed_in(hub, "admin", password)
+    assert admin.api("GET", "/hub/api/users/dave").status_code == 404
+    assert not list((hub.root / "data").glob("*/dave"))
+
+
+def test_wrong_password_is_refused(hub: Hub) -> None:
+    r = HubUser(hub, "alice").login("not-the-password")
+    assert r.status_code == 403
+
+
+def _wait_job_gone(hub: Hub, job_id: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if job_id not in hub.jobs():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still queued: {hub.jobs()}")
+
+
+def _uid(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid

@@ -1,0 +1,3 @@
+"""Notebook-server extension tests: pytest-jupyter's real jupyter-server fixtures."""
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]

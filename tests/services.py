@@ -1,0 +1,76 @@
+"""Checks that the real services tests need are there.
+
+Outside CI a missing service skips the test (a laptop without SLURM can still
+run the unit tests). In CI (``CI=true``) it fails: a green CI run must mean the
+end-to-end tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+PREFIX = os.environ.get("SCITEX_PREFIX", "/opt/scitex")
+DEV_DIR = os.environ.get("SCITEX_DEV_DIR", "/var/lib/scitex-dev")
+SLURM_CONF = os.environ.get("SLURM_CONF", os.path.join(DEV_DIR, "slurm", "slurm.conf"))
+VENV_PYTHON = os.path.join(PREFIX, "venv", "bin", "python")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(service: str, why: str) -> None:
+    message = f"{service} is not available: {why}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: services must be there; run `make test`)")
+    pytest.skip(message)
+
+
+def slurm_env() -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "SLURM_CONF": SLURM_CONF}
+
+
+def require_slurm() -> None:
+    if not shutil.which("sinfo"):
+        missing("SLURM", "sinfo is not installed")
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T"],
+            env=slurm_env(),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError) as e:
+        missing("SLURM", f"sinfo failed: {e}")
+    if not any(
+        state.strip().rstrip("*") in ("idle", "mixed", "allocated") for state in out.split()
+    ):
+        missing("SLURM", f"no usable node (sinfo says {out.strip()!r})")
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        missing("root", "the end-to-end tests run the hub as root (PAM, runuser)")
+
+
+def require_executable(path: str, what: str) -> None:
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        missing(what, f"{path} is missing")
+
+
+def demo_password() -> str:
+    password = os.environ.get("SCITEX_DEMO_PASSWORD")
+    if password:
+        return password
+    try:
+        with open(os.path.join(DEV_DIR, "demo-password")) as f:
+            return f.read().strip()
+    except OSError:
+        missing("demo users", "no SCITEX_DEMO_PASSWORD and no demo-password file (run users.sh)")
+        raise  # unreachable: missing() raises
