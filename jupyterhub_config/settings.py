@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from scitex_spawner.institutions import Institution
-from scitex_spawner.profiles import Profile
+from scitex_spawner.institutions import INSTITUTION_ID_RE, Institution
+from scitex_spawner.profiles import PROFILE_NAME_RE, Profile
 
 DEFAULT_CONFIG = Path(__file__).with_name("scitex.yaml")
 
@@ -123,6 +123,25 @@ class Settings(_Section):
     def _absolute(cls, value: str) -> str:
         if not os.path.isabs(value):
             raise ValueError(f"must be an absolute path, got {value!r}")
+        return value
+
+    @field_validator("institutions")
+    @classmethod
+    def _institution_ids(cls, value: dict[str, Institution]) -> dict[str, Institution]:
+        for key in value:
+            if not INSTITUTION_ID_RE.match(key):
+                raise ValueError(
+                    f"institution id {key!r}: use lowercase letters, digits and - "
+                    "(it becomes a directory and a group name)"
+                )
+        return value
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, value: dict[str, Profile]) -> dict[str, Profile]:
+        for name in value:
+            if not PROFILE_NAME_RE.match(name):
+                raise ValueError(f"profile name {name!r}: use lowercase letters, digits, - and _")
         return value
 
     @model_validator(mode="after")

@@ -1,0 +1,180 @@
+"""SciTeXSpawner without a hub: options, job spec, port callback body, state."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from tornado import web
+
+from scitex_spawner import SciTeXSpawner
+from scitex_spawner.callback import PORT_CALLBACK_PATH, install_handlers, parse_port_body
+from scitex_spawner.script import BatchJobSpec
+
+PROFILES = {
+    "small": {
+        "display_name": "Small",
+        "partition": "debug",
+        "cpus": {"default": 1, "max": 2},
+        "memory": {"default": "512MiB", "max": "2GiB"},
+        "runtime": {"default": "01:00:00", "max": "04:00:00"},
+    },
+    "other": {
+        "display_name": "O",
+        "partition": "debug",
+        "cpus": 1,
+        "memory": "1GiB",
+        "runtime": 60,
+    },
+}
+INSTITUTIONS = {
+    "demo-u": {"name": "Demo", "users": ["alice"], "profiles": ["small"], "slurm_account": "demo"},
+    "other-u": {"name": "Other", "users": ["carol"], "profiles": ["other"]},
+}
+
+
+def make_spawner(name: str = "alice", groups: tuple[str, ...] = ("demo-u",)) -> SciTeXSpawner:
+    user = SimpleNamespace(
+        name=name,
+        groups=[SimpleNamespace(name=g) for g in groups],
+        url=f"/user/{name}/",
+    )
+    return SciTeXSpawner(
+        user=user,
+        profiles=PROFILES,
+        institutions=INSTITUTIONS,
+        data_root="/srv/data",
+        notebook_python="/opt/scitex/venv/bin/python",
+        hub_id="t",
+    )
+
+
+def test_job_spec_from_validated_options() -> None:
+    spawner = make_spawner()
+    resources = spawner.resolve_resources({"profile": "small", "cpus": 2, "memory": "1GiB"})
+    assert spawner.build_job_spec("demo-u", resources) == BatchJobSpec(
+        job_name="scitex-nb-alice",
+        comment="scitex:hub=t:user=alice:server=-",
+        partition="debug",
+        cpus=2,
+        memory_mib=1024,
+        time_limit_seconds=3600,
+        output_path="/srv/data/demo-u/alice/.scitex/logs/notebook-%j.log",
+        workdir="/srv/data/demo-u/alice",
+        command=("/opt/scitex/venv/bin/python", "-m", "scitex_server_ext.singleuser"),
+        gpus=0,
+        account="demo",
+        exports=(
+            ("SCITEX_PROFILE", "small"),
+            ("SCITEX_INSTITUTION", "demo-u"),
+            ("SCITEX_USER_ROOT", "/srv/data/demo-u/alice"),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"profile": "other"}, "profile: profile 'other' is not available to your institution"),
+        (
+            {"cmd": "/bin/sh"},
+            "cmd: unknown option (allowed: cpus, gpus, memory, partition, profile, runtime)",
+        ),
+        ({"cpus": 99}, "cpus: 99 is outside the allowed range 1 to 2"),
+        ({"partition": "debug\n#SBATCH --uid=0"}, "partition: newlines are not allowed"),
+    ],
+)
+def test_bad_options_are_http_400(options: dict, message: str) -> None:
+    with pytest.raises(web.HTTPError) as e:
+        make_spawner().resolve_resources(options)
+    assert e.value.status_code == 400
+    assert e.value.reason == message
+
+
+def test_user_without_institution_gets_403() -> None:
+    with pytest.raises(web.HTTPError) as e:
+        make_spawner("dave", groups=()).resolve_resources({})
+    assert e.value.status_code == 403
+    assert "belongs to no institution" in (e.value.reason or "")
+
+
+def test_form_and_rest_meet_the_same_validation() -> None:
+    spawner = make_spawner()
+    form = spawner.options_from_form({"profile": ["small"], "cpus": ["2"], "memory": ["1GiB"]})
+    assert form == {"profile": "small", "cpus": 2, "memory": "1GiB"}
+    assert spawner.resolve_resources(form) == spawner.resolve_resources(
+        {"profile": "small", "cpus": 2, "memory": "1GiB"}
+    )
+    with pytest.raises(web.HTTPError):
+        spawner.resolve_resources(spawner.options_from_form({"cpus": ["2; id"]}))
+
+
+def test_submit_prefix_formats_only_a_safe_username() -> None:
+    spawner = make_spawner()
+    spawner.submit_prefix = ["runuser", "-u", "{username}", "--"]
+    assert spawner.format_prefix() == ["runuser", "-u", "alice", "--"]
+    evil = make_spawner("alice;id")
+    evil.submit_prefix = ["runuser", "-u", "{username}", "--"]
+    with pytest.raises(web.HTTPError):
+        evil.format_prefix()
+
+
+def test_bad_site_settings_name_the_trait() -> None:
+    with pytest.raises(Exception, match="SciTeXSpawner.data_root"):
+        make_spawner().data_root = "relative"
+    with pytest.raises(Exception, match="SciTeXSpawner.profiles"):
+        make_spawner().profiles = {"x": {"display_name": "X"}}
+
+
+def test_state_round_trip() -> None:
+    spawner = make_spawner()
+    spawner.job_id, spawner.job_node, spawner.exit_reason = "42", "localhost", ""
+    state = spawner.get_state()
+    assert state["job_id"] == "42" and state["job_node"] == "localhost"
+    other = make_spawner()
+    other.load_state(state)
+    assert (other.job_id, other.job_node) == ("42", "localhost")
+    other.clear_state()
+    assert other.job_id == "" and other.get_state().get("job_id") is None
+
+
+def test_receive_port_only_while_a_start_waits() -> None:
+    spawner = make_spawner()
+    with pytest.raises(RuntimeError, match="no start"):
+        spawner.receive_port(8888)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[8888]",
+        b'{"port": "8888"}',
+        b'{"port": 8888.0}',
+        b'{"port": true}',
+        b'{"port": 0}',
+        b'{"port": 70000}',
+        b'{"port": 8888, "ip": "203.0.113.7"}',
+        b'{"exec_prefix": "touch /tmp/x"}',
+    ],
+)
+def test_port_body_is_exactly_one_integer(body: bytes) -> None:
+    with pytest.raises(web.HTTPError) as e:
+        parse_port_body(body)
+    assert e.value.status_code == 400
+
+
+def test_port_body_ok() -> None:
+    assert parse_port_body(json.dumps({"port": 8888}).encode()) == 8888
+
+
+def test_batchspawner_route_is_removed() -> None:
+    from batchspawner.api import BatchSpawnerAPIHandler
+    from jupyterhub.apihandlers import default_handlers
+
+    install_handlers()
+    install_handlers()
+    assert not [h for h in default_handlers if h[1] is BatchSpawnerAPIHandler]
+    assert [h[0] for h in default_handlers].count(PORT_CALLBACK_PATH) == 1
