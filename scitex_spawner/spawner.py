@@ -268,6 +268,12 @@ class SciTeXSpawner(SlurmSpawner):
                 options, self.profiles, institution.profiles, institution.slurm_account
             )
         except UserOptionsError as e:
+            # JupyterHub keeps user_options for the next start; refused ones must
+            # not stick, or every later plain "start" fails the same way.
+            self.user_options = {}
+            orm_spawner = getattr(self, "orm_spawner", None)
+            if orm_spawner is not None:
+                orm_spawner.user_options = {}
             raise web.HTTPError(400, reason=str(e), log_message=str(e)) from None
         return self.resources
 

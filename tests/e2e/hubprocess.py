@@ -52,6 +52,8 @@ def base_settings(root: Path, hub_id: str) -> dict[str, Any]:
     settings["data_root"] = f"{root}/data"
     settings["slurm"].update(conf=SLURM_CONF, hub_id=hub_id, poll_interval=2)
     settings["notebook"]["python"] = VENV_PYTHON
+    # A fourth researcher, so tests can fill the node with four servers.
+    settings["institutions"]["demo-u"]["users"].append("erin")
     return settings
 
 

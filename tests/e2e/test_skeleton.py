@@ -164,3 +164,42 @@ def _uid(name: str) -> int:
     import pwd
 
     return pwd.getpwnam(name).pw_uid
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"cmd": "/bin/sh -c id"}, "cmd: unknown option"),
+        ({"prologue": "id"}, "prologue: unknown option"),
+        ({"partition": "debug\n#SBATCH --uid=0"}, "partition: newlines are not allowed"),
+        ({"cpus": "2"}, "cpus: expected a whole number"),
+        ({"profile": "other-small"}, "not available to your institution"),
+    ],
+)
+def test_bad_options_get_400_and_no_job(
+    hub: Hub, alice: HubUser, options: dict, message: str
+) -> None:
+    before = hub.jobs()
+    r = alice.api("POST", "/hub/api/users/alice/server", json=options)
+    assert r.status_code == 400, r.text
+    assert message in r.json()["message"]
+    assert hub.jobs() == before
+    assert not alice.server_model()
+
+
+def test_four_users_share_the_node(hub: Hub, password: str) -> None:
+    users = [signed_in(hub, name, password) for name in ("alice", "bob", "carol", "erin")]
+    for user in users:
+        r = user.api("POST", f"/hub/api/users/{user.name}/server", json={})
+        assert r.status_code in (201, 202), r.text
+    for user in users:
+        user.wait_ready()
+        assert user.api("GET", f"/user/{user.name}/api/status").status_code == 200
+    running = {job["user"] for job in hub.jobs().values() if job["state"] == "RUNNING"}
+    assert running == {"alice", "bob", "carol", "erin"}
+    # carol is in other-u: her data lives under her own institution.
+    assert (hub.root / "data" / "other-u" / "carol").is_dir()
+    for user in users:
+        user.api("DELETE", f"/hub/api/users/{user.name}/server")
+    for user in users:
+        user.wait_stopped()
