@@ -85,6 +85,7 @@ def apply_spawner(c: Any, settings: Settings) -> None:
     spawner.data_root = settings.data_root
     spawner.notebook_python = settings.notebook.python
     spawner.default_url = settings.notebook.default_url
+    spawner.args = list(settings.notebook.args)
     spawner.hub_id = settings.slurm.hub_id
     spawner.queue_poll_interval = settings.slurm.poll_interval
     spawner.queue_wait_timeout = settings.slurm.queue_wait_timeout

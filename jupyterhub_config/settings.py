@@ -97,9 +97,21 @@ class ContainerSection(_Section):
     extra_binds: tuple[str, ...] = ()
 
 
+_SERVER_ARG_RE = re.compile(r"^--[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+=[^\n\r\0]*\Z")
+
+
 class NotebookSection(_Section):
     python: str = Field(default_factory=lambda: sys.executable)
     default_url: str = "/lab"
+    args: tuple[str, ...] = ()
+
+    @field_validator("args")
+    @classmethod
+    def _server_options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arg in value:
+            if not _SERVER_ARG_RE.match(arg):
+                raise ValueError(f"{arg!r} is not a --Class.trait=value option")
+        return value
 
 
 class GiteaSection(_Section):

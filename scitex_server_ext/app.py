@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode, default
 
 from .handlers.projects import default_handlers as project_handlers
+from .handlers.quota import default_handlers as quota_handlers
 from .handlers.session import SessionHandler
 from .projects import ProjectsConfig
+from .quota.config import QuotaConfig
+from .quota.tracker import QuotaTracker
 from .session import SessionInfo
 
 
-# ProjectsConfig adds the gitea_* / git_* / project* settings (see projects.py).
-class SciTeXExtension(ProjectsConfig, ExtensionApp):
+# ProjectsConfig adds the gitea_* / git_* / project* settings (see projects.py);
+# QuotaConfig the quota_* settings (see quota/config.py).
+class SciTeXExtension(ProjectsConfig, QuotaConfig, ExtensionApp):
     """Serves ``scitex/api/*`` in every user's notebook server."""
 
     name = "scitex_server_ext"
@@ -39,8 +44,22 @@ class SciTeXExtension(ProjectsConfig, ExtensionApp):
             "user_root": self.user_root,
             "session": SessionInfo.from_environ(os.environ),
             "projects": self.make_project_manager(self.user_root),
+            "quota": self.make_quota_tracker(
+                self.user_root, self.projects_dir, self.serverapp, self.log
+            ),
         }
 
     def initialize_handlers(self) -> None:
         self.handlers.extend([(r"/scitex/api/session", SessionHandler)])
         self.handlers.extend(project_handlers)
+        self.handlers.extend(quota_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # The first usage measurement starts with the server, not with the first request.
+        quota: QuotaTracker = self.settings["scitex"]["quota"]
+        quota.start()
+
+    async def stop_extension(self) -> None:
+        quota: QuotaTracker | None = self.settings.get("scitex", {}).get("quota")
+        if quota is not None:
+            await quota.stop()

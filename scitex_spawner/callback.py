@@ -7,7 +7,9 @@ for it. The node's address comes from SLURM, never from the caller.
 
 Stock batchspawner's ``/hub/api/batchspawner`` sets *any* attribute the caller
 names on the spawner (``exec_prefix``, ``batch_query_cmd``, ``ip``...), which
-the hub later runs or routes to. Importing this module removes that route.
+the hub later runs or routes to. Importing this module puts a guard in front of
+that route: for a SciTeXSpawner it answers 404 and changes nothing; a stock
+batchspawner server in the same hub keeps its old behaviour.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hmac
 import json
 from typing import TYPE_CHECKING, Any
 
+from batchspawner.api import BatchSpawnerAPIHandler
 from jupyterhub.apihandlers import APIHandler, default_handlers
 from jupyterhub.user import User
 from tornado import web
@@ -71,15 +74,37 @@ def parse_port_body(body: bytes) -> int:
     return port
 
 
+class GuardedBatchSpawnerHandler(BatchSpawnerAPIHandler):
+    """batchspawner's ``/api/batchspawner``, closed to every SciTeXSpawner.
+
+    JupyterHub imports every installed spawner at start-up, so batchspawner's
+    route exists in any hub that has it installed. Our servers never use it.
+    """
+
+    @web.authenticated
+    def post(self) -> None:
+        from .spawner import SciTeXSpawner
+
+        user = self.current_user
+        token = self.get_auth_token() or ""
+        spawners = user.spawners.values() if isinstance(user, User) else []
+        for spawner in spawners:
+            api_token = getattr(spawner, "api_token", "") or ""
+            if api_token and hmac.compare_digest(api_token.encode(), token.encode()):
+                if not isinstance(spawner, SciTeXSpawner):
+                    super().post()
+                    return
+                break
+        raise web.HTTPError(404, reason="No such API for SciTeX servers")
+
+
+BATCHSPAWNER_PATH = r"/api/batchspawner"
+
+
 def install_handlers() -> None:
-    """Route our callback and unroute batchspawner's attribute-setting one."""
-    try:
-        from batchspawner.api import BatchSpawnerAPIHandler
-    except ImportError:  # pragma: no cover - batchspawner is a dependency
-        BatchSpawnerAPIHandler = None
+    """Route our callback; guard batchspawner's attribute-setting one."""
     default_handlers[:] = [
-        h
-        for h in default_handlers
-        if h[1] is not BatchSpawnerAPIHandler and h[0] != PORT_CALLBACK_PATH
+        h for h in default_handlers if h[0] not in (PORT_CALLBACK_PATH, BATCHSPAWNER_PATH)
     ]
     default_handlers.append((PORT_CALLBACK_PATH, PortCallbackHandler))
+    default_handlers.append((BATCHSPAWNER_PATH, GuardedBatchSpawnerHandler))

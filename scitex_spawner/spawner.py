@@ -270,10 +270,11 @@ class SciTeXSpawner(SlurmSpawner):
         except UserOptionsError as e:
             # JupyterHub keeps user_options for the next start; refused ones must
             # not stick, or every later plain "start" fails the same way.
-            self.user_options = {}
+            no_options: dict[str, Any] = {}
+            self.user_options = no_options
             orm_spawner = getattr(self, "orm_spawner", None)
             if orm_spawner is not None:
-                orm_spawner.user_options = {}
+                orm_spawner.user_options = dict(no_options)
             raise web.HTTPError(400, reason=str(e), log_message=str(e)) from None
         return self.resources
 
@@ -284,6 +285,7 @@ class SciTeXSpawner(SlurmSpawner):
 
     def build_job_spec(self, institution_id: str, resources: ResolvedResources) -> BatchJobSpec:
         data_dir = self.user_data_dir(institution_id)
+        institution = self.institutions[institution_id]
         return BatchJobSpec(
             job_name=f"scitex-nb-{self.user.name}",
             comment=self.job_tag(),
@@ -302,6 +304,7 @@ class SciTeXSpawner(SlurmSpawner):
                 ("SCITEX_PROFILE", resources.profile),
                 ("SCITEX_INSTITUTION", institution_id),
                 ("SCITEX_USER_ROOT", data_dir),
+                ("SCITEX_QUOTA_LIMIT_BYTES", str(institution.storage_quota)),
             ),
         )
 
@@ -366,6 +369,10 @@ class SciTeXSpawner(SlurmSpawner):
                     f"{self.startup_timeout} s; see the job log in your data directory "
                     f"({self.log_subdir}/notebook-{self.job_id}.log)"
                 ) from None
+            self._event(f"Server on {node} reported port {port}; waiting for it to listen", 75)
+            await self._wait_listening(
+                address, port, deadline=time.monotonic() + self.startup_timeout
+            )
         except BaseException:
             await self._cancel_quietly()
             raise
@@ -404,6 +411,33 @@ class SciTeXSpawner(SlurmSpawner):
                         f"({last_reason or 'no reason given'}); it was cancelled"
                     )
                 await self.watcher.next_cycle(timeout=max(1.0, self.queue_poll_interval))
+
+    async def _wait_listening(self, address: str, port: int, deadline: float) -> None:
+        """Probe the port until it accepts connections.
+
+        JupyterHub's own check backs off exponentially (0.2 s, 0.4 s, ...), so
+        returning only once the server listens saves seconds per spawn; a TCP
+        connect every 0.1 s costs nothing.
+        """
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 2)
+            except (OSError, asyncio.TimeoutError):
+                if time.monotonic() > deadline:
+                    raise SpawnFailed(
+                        f"The notebook server in job {self.job_id} reported port {port} but "
+                        f"did not listen within {self.startup_timeout} s"
+                    ) from None
+                view = self.watcher.view(self.job_id)
+                if view.status == "finished" and view.finished is not None:
+                    self.exit_reason = view.finished.describe()
+                    raise SpawnFailed(
+                        f"Job {self.job_id} ended while the server started: {self.exit_reason}"
+                    ) from None
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return
 
     async def _cancel_quietly(self) -> None:
         if not self.job_id:

@@ -101,6 +101,11 @@ def test_load_settings_reads_the_environment(
             "scitex.yaml: profiles.small.partitions: partition 'a b' is not a valid SLURM name",
         ),
         (
+            {"notebook": {"args": ["--ServerApp.ip=0.0.0.0\n--foo"]}},
+            "is not a --Class.trait=value option",
+        ),
+        ({"notebook": {"args": ["rm -rf /"]}}, "scitex.yaml: notebook.args: 'rm -rf /' is not a"),
+        (
             {"slurm": {"poll_interval": 0}},
             "scitex.yaml: slurm.poll_interval: Input should be greater than 0",
         ),

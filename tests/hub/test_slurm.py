@@ -34,7 +34,7 @@ class ScriptedSlurm(SlurmClient):
     def __init__(self) -> None:
         super().__init__()
         self.queue_answer: dict[str, QueuedJob] | Exception = {}
-        self.records: dict[str, FinishedJob | None | Exception] = {}
+        self.records: dict[str, FinishedJob | Exception | None] = {}
         self.calls: list[str] = []
 
     async def queue(self) -> dict[str, QueuedJob]:

@@ -9,7 +9,12 @@ import pytest
 from tornado import web
 
 from scitex_spawner import SciTeXSpawner
-from scitex_spawner.callback import PORT_CALLBACK_PATH, install_handlers, parse_port_body
+from scitex_spawner.callback import (
+    PORT_CALLBACK_PATH,
+    GuardedBatchSpawnerHandler,
+    install_handlers,
+    parse_port_body,
+)
 from scitex_spawner.script import BatchJobSpec
 
 PROFILES = {
@@ -69,6 +74,7 @@ def test_job_spec_from_validated_options() -> None:
             ("SCITEX_PROFILE", "small"),
             ("SCITEX_INSTITUTION", "demo-u"),
             ("SCITEX_USER_ROOT", "/srv/data/demo-u/alice"),
+            ("SCITEX_QUOTA_LIMIT_BYTES", str(100 * 1024**3)),
         ),
     )
 
@@ -121,9 +127,9 @@ def test_submit_prefix_formats_only_a_safe_username() -> None:
 
 
 def test_bad_site_settings_name_the_trait() -> None:
-    with pytest.raises(Exception, match="SciTeXSpawner.data_root"):
+    with pytest.raises(Exception, match=r"SciTeXSpawner\.data_root"):
         make_spawner().data_root = "relative"
-    with pytest.raises(Exception, match="SciTeXSpawner.profiles"):
+    with pytest.raises(Exception, match=r"SciTeXSpawner\.profiles"):
         make_spawner().profiles = {"x": {"display_name": "X"}}
 
 
@@ -170,11 +176,13 @@ def test_port_body_ok() -> None:
     assert parse_port_body(json.dumps({"port": 8888}).encode()) == 8888
 
 
-def test_batchspawner_route_is_removed() -> None:
+def test_batchspawner_route_is_guarded() -> None:
     from batchspawner.api import BatchSpawnerAPIHandler
     from jupyterhub.apihandlers import default_handlers
 
     install_handlers()
     install_handlers()
+    routes = dict(default_handlers)
+    assert routes[r"/api/batchspawner"] is GuardedBatchSpawnerHandler
     assert not [h for h in default_handlers if h[1] is BatchSpawnerAPIHandler]
     assert [h[0] for h in default_handlers].count(PORT_CALLBACK_PATH) == 1

@@ -1,0 +1,1 @@
+"""Benchmarks: ours side by side with the alternative, as ratios, in one run."""

@@ -1,0 +1,29 @@
+"""`make bench`: every benchmark in turn; each writes bench/results/<name>.json."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["bench.spawn", "bench.quota_scan", "bench.git_sync"]
+
+
+def main() -> int:
+    failed = []
+    for name in sys.argv[1:] or BENCHMARKS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            print(f"{name}: not available ({e})")
+            failed.append(name)
+            continue
+        try:
+            module.main([])
+        except Exception as e:  # one failing benchmark must not hide the others
+            print(f"{name} failed: {e!r}")
+            failed.append(name)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
