@@ -32,7 +32,7 @@ $(VENV)/.created:
 
 # Dependencies change rarely: reinstall them only when pyproject.toml changes.
 $(VENV)/.deps: pyproject.toml $(VENV)/.created
-	$(SUDO) $(VENV)/bin/pip install -q -e '.[test,lint]'
+	$(SUDO) $(VENV)/bin/pip install -q -e '.[test,lint,postgres]'
 	$(SUDO) $(VENV)/bin/pip uninstall -q -y scitex-jupyterhub
 	$(SUDO) touch $@
 
