@@ -10,9 +10,9 @@ PY := $(VENV)/bin/python
 # The jobs' Python must be readable by the demo users: Debian's python3, not
 # a pyenv under /root.
 BASE_PYTHON ?= /usr/bin/python3
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
 
-.PHONY: help system venv install slurm users demo demo-down demo-status test test-unit test-e2e lint format bench docs clean-venv
+.PHONY: help system venv install slurm users apptainer postgres demo demo-down demo-status test test-unit test-e2e lint format bench docs clean-venv
 
 help:
 	@echo "make demo       start the demo hub on http://127.0.0.1:8000 (SLURM, users, hub)"
@@ -22,7 +22,7 @@ help:
 	@echo "make bench      benchmarks into bench/results/"
 
 system:
-	$(SUDO) -E bash deploy/dev/install-system.sh
+	$(SUDO) bash deploy/dev/install-system.sh
 
 $(VENV)/.created:
 	$(SUDO) $(BASE_PYTHON) -m venv $(VENV)
@@ -45,22 +45,34 @@ install: venv
 	$(SUDO) chmod -R a+rX $(SCITEX_PREFIX)
 
 slurm: system
-	$(SUDO) -E bash deploy/dev/slurm.sh start
+	$(SUDO) bash deploy/dev/slurm.sh start
 
 users: system
-	$(SUDO) -E bash deploy/dev/users.sh
+	$(SUDO) bash deploy/dev/users.sh
 
+# Apptainer (Debian sid's build, relocatable) and the near-empty test image that
+# borrows the host's /usr and venv; the real images: containers/build.sh.
+apptainer: system
+	$(SUDO) bash deploy/dev/apptainer.sh install
+	$(SUDO) bash containers/build.sh test-sandbox
+
+postgres: system
+	$(SUDO) bash deploy/dev/postgres.sh start
+
+# The demo uses Apptainer when it can be installed; without it, servers run
+# directly in their jobs (the hub says so).
 demo: system install slurm users
-	$(SUDO) -E bash deploy/dev/demo.sh start
+	-$(SUDO) $(MAKE) --no-print-directory apptainer
+	$(SUDO) bash deploy/dev/demo.sh start
 
 demo-down:
-	$(SUDO) -E bash deploy/dev/demo.sh stop
+	$(SUDO) bash deploy/dev/demo.sh stop
 
 demo-status:
-	$(SUDO) -E bash deploy/dev/demo.sh status
+	$(SUDO) bash deploy/dev/demo.sh status
 
-test: system install slurm users
-	$(SUDO) -E bash deploy/dev/run-tests.sh
+test: system install slurm users apptainer postgres
+	$(SUDO) bash deploy/dev/run-tests.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -72,7 +84,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 
 bench: system install slurm users
-	$(SUDO) -E $(PY) -m bench
+	$(SUDO) $(PY) -m bench
 
 clean-venv:
 	$(SUDO) rm -rf $(VENV)

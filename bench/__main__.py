@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.spawn", "bench.quota_scan", "bench.git_sync"]
+BENCHMARKS = ["bench.spawn", "bench.slurm_rpc", "bench.quota_scan", "bench.git_sync"]
 
 
 def main() -> int:

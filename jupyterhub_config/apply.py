@@ -7,12 +7,21 @@ is tested against a fresh ``traitlets.config.Config``.
 from __future__ import annotations
 
 import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from scitex_spawner.auth import make_post_auth_hook
+from scitex_spawner.auth import (
+    ldap_group_dn,
+    ldap_group_names,
+    make_post_auth_hook,
+    no_provider_groups,
+)
 from scitex_spawner.institutions import USERNAME_PATTERN
 
-from .settings import Settings
+from .settings import DEFAULT_CONFIG, Settings, SettingsError
 
 
 def apply_hub(c: Any, settings: Settings) -> None:
@@ -34,8 +43,35 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.JupyterHub.template_vars = {"scitex_site": "SciTeX Hub"}
 
 
+def _read_secret(path: str, key: str) -> str:
+    """A secret from the file the site file names (never the YAML itself)."""
+    try:
+        with open(path) as f:
+            value = f.read().strip()
+    except OSError as e:
+        raise SettingsError(f"{key}: cannot read {path}: {e.strerror}") from None
+    if not value:
+        raise SettingsError(f"{key}: {path} is empty")
+    return value
+
+
+# Shown by oauthenticator when JupyterHub refuses an identity before our hook
+# runs: a username outside ``username_pattern``, or a blocked user.
+OIDC_REFUSED_MESSAGE = (
+    "Your sign-in was refused: the username your identity provider gave is not one this "
+    "hub can use (lowercase letters, digits, _ and -, starting with a letter or _, at "
+    "most 32 characters), or the account is blocked. Ask your research-computing team."
+)
+
+
 def apply_auth(c: Any, settings: Settings) -> None:
+    """The authenticator, and the institution mapping on top of it.
+
+    Reads the secret files the site file names (OIDC client secret, LDAP search
+    password); a missing one stops the hub with the key.
+    """
     auth = settings.auth
+    group_names: dict[str, str] = {}
     if auth.kind == "pam":
         c.JupyterHub.authenticator_class = "pam"
     elif auth.kind == "ldap" and auth.ldap is not None:
@@ -51,29 +87,107 @@ def apply_auth(c: Any, settings: Settings) -> None:
             c.LDAPAuthenticator.user_search_base = ldap.user_search_base
         if ldap.lookup_dn_search_user:
             c.LDAPAuthenticator.lookup_dn_search_user = ldap.lookup_dn_search_user
-        if ldap.allowed_groups:
-            c.LDAPAuthenticator.allowed_groups = list(ldap.allowed_groups)
-        c.LDAPAuthenticator.auth_state_attributes = ["mail", "memberOf"]
+        if ldap.lookup_dn_search_password_file:
+            c.LDAPAuthenticator.lookup_dn_search_password = _read_secret(
+                ldap.lookup_dn_search_password_file, "auth.ldap.lookup_dn_search_password_file"
+            )
+        if ldap.group_search_filter:
+            c.LDAPAuthenticator.group_search_filter = ldap.group_search_filter
+        try:
+            group_names = ldap_group_names(settings.institutions, ldap.group_search_base)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
+        if group_names:
+            # ldapauthenticator checks membership of exactly these groups and
+            # reports the ones that hold the user in auth_state["ldap_groups"].
+            # With allow_all they do not gate sign-in: the institution does.
+            c.LDAPAuthenticator.allowed_groups = sorted(
+                {
+                    ldap_group_dn(name, ldap.group_search_base)
+                    for inst in settings.institutions.values()
+                    for name in inst.ldap_groups
+                }
+            )
+        # mail for email domains; memberOf where the directory maintains it.
+        c.LDAPAuthenticator.auth_state_attributes = ["mail"] + (
+            ["memberOf"] if ldap.member_of else []
+        )
     elif auth.kind == "oidc" and auth.oidc is not None:
         oidc = auth.oidc
         issuer = oidc.issuer.rstrip("/")
         c.JupyterHub.authenticator_class = "generic-oauth"
         c.GenericOAuthenticator.client_id = oidc.client_id
+        c.GenericOAuthenticator.client_secret = _read_secret(
+            oidc.client_secret_file, "auth.oidc.client_secret_file"
+        )
         c.GenericOAuthenticator.oauth_callback_url = oidc.callback_url
         c.GenericOAuthenticator.authorize_url = oidc.authorize_url or f"{issuer}/auth"
         c.GenericOAuthenticator.token_url = oidc.token_url or f"{issuer}/token"
         c.GenericOAuthenticator.userdata_url = oidc.userdata_url or f"{issuer}/me"
         c.GenericOAuthenticator.scope = list(oidc.scopes)
         c.GenericOAuthenticator.username_claim = oidc.username_claim
+        c.GenericOAuthenticator.login_service = oidc.login_service
+        # Hub groups are institutions only (the hook); the provider's groups
+        # are read by the hook from auth_state, not copied.
+        c.GenericOAuthenticator.auth_state_groups_key = no_provider_groups
+        c.GenericOAuthenticator.custom_403_message = OIDC_REFUSED_MESSAGE
     # Authorisation is by institution (the post-auth hook), not by allow-list.
     c.Authenticator.allow_all = True
     c.Authenticator.admin_users = set(settings.hub.admin_users)
     c.Authenticator.manage_groups = True
+    # The hook reads auth_state in memory; persisting it needs a crypt key.
     c.Authenticator.enable_auth_state = bool(os.environ.get("JUPYTERHUB_CRYPT_KEY"))
     c.Authenticator.username_pattern = USERNAME_PATTERN
     c.Authenticator.post_auth_hook = make_post_auth_hook(
-        settings.institutions, settings.hub.admin_users
+        settings.institutions, settings.hub.admin_users, group_names
     )
+
+
+# The custom scope our own service and extension check for institution-admin
+# actions (quota, projects, jobs of other users), always with a !group= filter.
+SCITEX_ADMIN_SCOPE = "custom:scitex:admin"
+
+
+def institution_admin_role(institution: str, admins: list[str]) -> dict[str, Any]:
+    """The JupyterHub role of one institution's admins: its users and their
+    servers, nobody else's (every scope carries ``!group=<institution>``)."""
+    only = f"!group={institution}"
+    return {
+        "name": f"scitex-admin-{institution}",
+        "description": f"Administer the users and servers of institution {institution}",
+        "scopes": [
+            f"list:users{only}",
+            f"read:users{only}",
+            f"read:servers{only}",
+            # Start and stop; not access:servers (their notebooks and data).
+            f"servers{only}",
+            f"read:groups{only}",
+            f"{SCITEX_ADMIN_SCOPE}{only}",
+            # The admin page; what it shows and allows follows the scopes above.
+            "admin-ui",
+        ],
+        "users": admins,
+    }
+
+
+def apply_roles(c: Any, settings: Settings) -> None:
+    """Institution admins: one role per institution that has admins.
+
+    Added to what other parts of the config declare (roles, custom scopes).
+    JupyterHub makes each role's member list exactly this on every start, so
+    removing an admin from the site file revokes the role.
+    """
+    existing_scopes = dict(c.JupyterHub.custom_scopes) if "custom_scopes" in c.JupyterHub else {}
+    existing_scopes[SCITEX_ADMIN_SCOPE] = {
+        "description": "Administer SciTeX resources (quota, projects, jobs) of users, "
+        "limited by a !group=<institution> filter",
+    }
+    c.JupyterHub.custom_scopes = existing_scopes
+    roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
+    for key, institution in settings.institutions.items():
+        if institution.admins:
+            roles.append(institution_admin_role(key, list(institution.admins)))
+    c.JupyterHub.load_roles = roles
 
 
 def apply_spawner(c: Any, settings: Settings) -> None:
@@ -86,19 +200,112 @@ def apply_spawner(c: Any, settings: Settings) -> None:
     spawner.notebook_python = settings.notebook.python
     spawner.default_url = settings.notebook.default_url
     spawner.args = list(settings.notebook.args)
+    container = settings.container
+    spawner.container_runtime = container.runtime
+    if container.executable:
+        spawner.container_executable = container.executable
+    if container.image:
+        spawner.container_image = container.image
+    spawner.container_binds = list(container.extra_binds)
+    spawner.container_unsquash = container.unsquash
     spawner.hub_id = settings.slurm.hub_id
     spawner.queue_poll_interval = settings.slurm.poll_interval
     spawner.queue_wait_timeout = settings.slurm.queue_wait_timeout
     spawner.startup_timeout = settings.slurm.startup_timeout
     if settings.slurm.submit_prefix is not None:
         spawner.submit_prefix = list(settings.slurm.submit_prefix)
+    c.QueueWatcher.orphan_grace = settings.slurm.orphan_grace
     if settings.slurm.conf:
         c.SlurmClient.slurm_conf = settings.slurm.conf
     if settings.slurm.bin_dir:
         c.SlurmClient.bin_dir = settings.slurm.bin_dir
 
 
+SERVICE_NAME = "scitex"
+SERVICE_ROLE = "scitex-service"
+# What the service asks the hub's API: who a user is and which institution (group).
+SERVICE_SCOPES = ("list:users", "read:users", "list:groups", "read:groups")
+_SITE_VARIABLE_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
+
+
+def _site_file_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The site file's path, and the variables its ``${NAME}`` placeholders read.
+
+    The service loads the same file; with the same values it gets the same settings.
+    """
+    path = environ.get("SCITEX_CONFIG") or str(DEFAULT_CONFIG)
+    env = {"SCITEX_CONFIG": path}
+    try:
+        names = set(_SITE_VARIABLE_RE.findall(Path(path).read_text()))
+    except OSError:
+        names = set()
+    env.update({name: environ[name] for name in sorted(names) if name in environ})
+    return env
+
+
+def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """The scitex hub service (``/services/scitex/``), run by the hub, and who may use it.
+
+    ``environ`` (default: this process's) gives the service the site file's path and the
+    variables it uses. The service's token and URL come from the hub, the database URL
+    through the environment (never argv: it may hold a password).
+    """
+    environment = _site_file_environment(os.environ if environ is None else environ)
+    environment["SCITEX_DB_URL"] = settings.hub.db_url
+    services = [
+        s
+        for s in (list(c.JupyterHub.services) if "services" in c.JupyterHub else [])
+        if s.get("name") != SERVICE_NAME
+    ]
+    services.append(
+        {
+            "name": SERVICE_NAME,
+            "url": settings.service.url,
+            "command": [sys.executable, "-m", "scitex_spawner.service"],
+            "environment": environment,
+            # Our own service: no "authorize this application" page.
+            "oauth_no_confirm": True,
+            # Its OAuth tokens only identify the user (and carry institution-admin
+            # rights, which the service checks itself).
+            "oauth_client_allowed_scopes": [],
+            "display": True,
+            "info": {"description": "Storage quotas, usage and spawn records"},
+        }
+    )
+    c.JupyterHub.services = services
+
+    roles = [
+        dict(r)
+        for r in (list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else [])
+        if r.get("name") != SERVICE_ROLE
+    ]
+    roles.append(
+        {
+            "name": SERVICE_ROLE,
+            "description": "The scitex hub service: look up users and institutions",
+            "scopes": list(SERVICE_SCOPES),
+            "services": [SERVICE_NAME],
+        }
+    )
+    # Every user may reach the service (it decides what each one sees).
+    access = f"access:services!service={SERVICE_NAME}"
+    user_roles = [r for r in roles if r.get("name") == "user"]
+    if user_roles:
+        scopes = list(user_roles[0].get("scopes", ["self"]))
+        if access not in scopes:
+            user_roles[0]["scopes"] = [*scopes, access]
+    else:
+        roles.append({"name": "user", "scopes": ["self", access]})
+    c.JupyterHub.load_roles = roles
+
+    # The spawner's quota gate and spawn records: our tables in the hub's database.
+    c.SqlSpawnStore.db_url = settings.hub.db_url
+
+
 def apply_all(c: Any, settings: Settings) -> None:
     apply_hub(c, settings)
     apply_auth(c, settings)
+    apply_roles(c, settings)
     apply_spawner(c, settings)
+    # After apply_roles: it adds to the roles declared there.
+    apply_services(c, settings)

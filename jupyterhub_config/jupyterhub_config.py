@@ -7,8 +7,6 @@ from jupyterhub_config.apply import apply_all
 from jupyterhub_config.settings import SettingsError, load_settings
 
 try:
-    settings = load_settings()
+    apply_all(c, load_settings())  # type: ignore[name-defined]  # JupyterHub defines `c`
 except SettingsError as error:
     sys.exit(f"SciTeX Hub: invalid site configuration:\n{error}")
-
-apply_all(c, settings)  # type: ignore[name-defined]  # JupyterHub defines `c`

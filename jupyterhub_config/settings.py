@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scitex_spawner.container import Bind
 from scitex_spawner.institutions import INSTITUTION_ID_RE, Institution
 from scitex_spawner.profiles import PROFILE_NAME_RE, Profile
 
@@ -41,9 +42,29 @@ class HubSection(_Section):
     base_url: str = "/"
 
 
+_URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*\Z")
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is not None and not _URL_RE.match(value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _check_abs(value: str | None) -> str | None:
+    if value is not None and not os.path.isabs(value):
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    return value
+
+
 class LdapSection(_Section):
-    server_address: str
-    server_port: int = 389
+    """``LDAPAuthenticator`` (jupyterhub-ldapauthenticator 2.x). Which directory
+    groups place a user in an institution is ``institutions.*.ldap_groups``: a
+    group DN, or a bare name under ``group_search_base``."""
+
+    server_address: str = Field(min_length=1)
+    server_port: int = Field(default=389, ge=1, le=65535)
+    # "insecure" is plain LDAP: for a directory on the same host or in tests.
     tls_strategy: Literal["before_bind", "on_connect", "insecure"] = "before_bind"
     bind_dn_template: tuple[str, ...] = ()
     lookup_dn: bool = False
@@ -53,19 +74,61 @@ class LdapSection(_Section):
     lookup_dn_search_password_file: str | None = None
     group_search_base: str | None = None
     group_search_filter: str | None = None
-    allowed_groups: tuple[str, ...] = ()
+    # Read the user's memberOf too (Active Directory, OpenLDAP's memberof
+    # overlay). Off by default: asking a directory for an attribute its schema
+    # lacks fails the sign-in.
+    member_of: bool = False
+
+    @field_validator("bind_dn_template")
+    @classmethod
+    def _templates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for template in value:
+            if "{username}" not in template:
+                raise ValueError(f"{template!r} has no {{username}}")
+        return value
+
+    @field_validator("lookup_dn_search_password_file")
+    @classmethod
+    def _password_path(cls, value: str | None) -> str | None:
+        return _check_abs(value)
+
+    @model_validator(mode="after")
+    def _how_to_find_the_user(self) -> LdapSection:
+        if not self.bind_dn_template and not self.lookup_dn:
+            raise ValueError("give bind_dn_template, or lookup_dn: true with user_search_base")
+        if self.lookup_dn and not self.user_search_base:
+            raise ValueError("lookup_dn needs user_search_base")
+        if self.lookup_dn_search_password_file and not self.lookup_dn_search_user:
+            raise ValueError("lookup_dn_search_password_file needs lookup_dn_search_user")
+        return self
 
 
 class OidcSection(_Section):
+    """``GenericOAuthenticator`` (oauthenticator) against an OpenID Connect provider.
+    The endpoints default to ``<issuer>/auth``, ``/token`` and ``/me``; take the
+    real ones from ``<issuer>/.well-known/openid-configuration``."""
+
     issuer: str
-    client_id: str
+    client_id: str = Field(min_length=1)
     client_secret_file: str
     callback_url: str
     authorize_url: str | None = None
     token_url: str | None = None
     userdata_url: str | None = None
     scopes: tuple[str, ...] = ("openid", "email", "profile")
-    username_claim: str = "preferred_username"
+    username_claim: str = Field(default="preferred_username", min_length=1)
+    login_service: str = Field(default="your institution", min_length=1, max_length=100)
+
+    @field_validator("issuer", "callback_url", "authorize_url", "token_url", "userdata_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return _check_url(value)
+
+    @field_validator("client_secret_file")
+    @classmethod
+    def _secret_path(cls, value: str) -> str:
+        _check_abs(value)
+        return value
 
 
 class AuthSection(_Section):
@@ -89,12 +152,32 @@ class SlurmSection(_Section):
     queue_wait_timeout: int = Field(default=24 * 3600, gt=0)
     startup_timeout: int = Field(default=300, gt=0)
     submit_prefix: tuple[str, ...] | None = None
-    hub_id: str = Field(default="scitex", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    hub_id: str = Field(
+        default="scitex", pattern=r"^[A-Za-z0-9_.-]{1,32}$"
+    )  # Rust regex: $ is end of text
+    orphan_grace: float = Field(default=120.0, gt=0)
 
 
 class ContainerSection(_Section):
-    runtime: Literal["apptainer", "singularity", "none"] = "none"
+    runtime: Literal["auto", "apptainer", "singularity", "none"] = "none"
+    executable: str | None = None
+    image: str | None = None
     extra_binds: tuple[str, ...] = ()
+    unsquash: bool = False
+
+    @field_validator("extra_binds")
+    @classmethod
+    def _binds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for bind in value:
+            Bind.parse(bind)
+        return value
+
+    @field_validator("image", "executable")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isabs(value):
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return value
 
 
 _SERVER_ARG_RE = re.compile(r"^--[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+=[^\n\r\0]*\Z")
@@ -119,6 +202,39 @@ class GiteaSection(_Section):
     admin_token_file: str
 
 
+_SERVICE_URL_RE = re.compile(r"^http://[A-Za-z0-9.-]+:\d{1,5}/?\Z")
+
+
+class ServiceSection(_Section):
+    """The scitex hub service (``/services/scitex/``): quota admin API, usage scanner."""
+
+    url: str = Field(
+        default="http://127.0.0.1:8090",
+        description="Where the scitex hub service listens (`http://HOST:PORT`); the hub "
+        "proxies `/services/scitex/` to it. Keep it on 127.0.0.1.",
+    )
+    usage_scan_interval: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds between the service's passes over every "
+        "`<data_root>/<institution>/<user>` (one walk per user per pass); the admin API "
+        "and the start-up quota check read the last measurement.",
+    )
+    usage_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="Days usage measurements are kept in `scitex_usage` (each user's newest "
+        "is always kept).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _listen_url(cls, value: str) -> str:
+        if not _SERVICE_URL_RE.match(value):
+            raise ValueError(f"must be http://HOST:PORT (where the service listens), got {value!r}")
+        return value.rstrip("/")
+
+
 class Settings(_Section):
     hub: HubSection = HubSection()
     auth: AuthSection = AuthSection()
@@ -129,6 +245,11 @@ class Settings(_Section):
     container: ContainerSection = ContainerSection()
     notebook: NotebookSection = NotebookSection()
     gitea: GiteaSection | None = None
+    service: ServiceSection = Field(
+        default=ServiceSection(),
+        description="The scitex hub service (`/services/scitex/`): quota overrides, usage "
+        "and spawn records API, and the usage scanner. See docs/hub-service.md.",
+    )
 
     @field_validator("data_root")
     @classmethod
@@ -155,6 +276,17 @@ class Settings(_Section):
             if not PROFILE_NAME_RE.match(name):
                 raise ValueError(f"profile name {name!r}: use lowercase letters, digits, - and _")
         return value
+
+    @model_validator(mode="after")
+    def _images_for_containers(self) -> Settings:
+        if self.container.runtime in ("apptainer", "singularity") and not self.container.image:
+            missing = [name for name, p in self.profiles.items() if not p.image]
+            if missing:
+                raise ValueError(
+                    f"container.image: runtime {self.container.runtime!r} needs an image "
+                    f"(profiles without their own image: {', '.join(missing)})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _profiles_exist(self) -> Settings:

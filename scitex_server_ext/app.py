@@ -39,6 +39,11 @@ class SciTeXExtension(ProjectsConfig, QuotaConfig, ExtensionApp):
     def _default_user_root(self) -> str:
         return os.environ.get("SCITEX_USER_ROOT", "/data")
 
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        super()._link_jupyter_server_extension(serverapp)
+        # Before the server builds its contents manager: quota-checked saves.
+        self.link_quota_contents_manager(serverapp)
+
     def initialize_settings(self) -> None:
         self.settings["scitex"] = {
             "user_root": self.user_root,

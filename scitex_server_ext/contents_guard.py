@@ -48,9 +48,10 @@ from jupyter_server.services.contents.largefilemanager import AsyncLargeFileMana
 from tornado import web
 from traitlets import Instance
 
+from scitex_quota.scan import scan_tree
+
 from .paths import UnsafePath, resolve_inside
 from .quota.base import UsageUnavailable
-from .quota.scan import scan_tree
 from .quota.tracker import QuotaExceeded, QuotaTracker, Reservation
 
 __all__ = ["QuotaContentsManager", "atomic_write", "attach_quota"]

@@ -2,11 +2,30 @@
 
 A ``post_auth_hook`` puts each signed-in user in exactly one institution, as a
 JupyterHub group (``Authenticator.manage_groups``), or refuses the sign-in with
-a page that says why. Nothing is created for a refused user.
+a page that says why. The hook runs inside JupyterHub's sign-in, before the hub
+user exists: nothing (hub user, data directory, Gitea user) is created for a
+refused user.
+
+What each authenticator reports, and where (checked against the real ones):
+
+- PAM: nothing beyond the name (``auth_state`` is None); institutions list users.
+- ldapauthenticator 2.0: ``auth_state["ldap_groups"]``, the DNs of those
+  ``LDAPAuthenticator.allowed_groups`` the user is a member of (one base search
+  per group), and ``auth_state["user_attributes"]``, the
+  ``auth_state_attributes`` of the user's entry as lists (``mail``, and
+  ``memberOf`` where the directory maintains it).
+- oauthenticator 17 (GenericOAuthenticator): ``auth_state["oauth_user"]``, the
+  userinfo response (``email``, ``email_verified``, ``groups`` claims).
+
+The hook sees ``auth_state`` whether or not ``enable_auth_state`` is on
+(JupyterHub only persists it when on, which needs ``JUPYTERHUB_CRYPT_KEY``), so
+the mapping needs no crypt key.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -14,64 +33,162 @@ from tornado import web
 
 from .institutions import Institution, InstitutionDirectory
 
+log = logging.getLogger(__name__)
+
+# A directory group named by its cn (``demo-researchers``) rather than a DN;
+# it becomes ``cn=<name>,<group_search_base>``, so no DN syntax is allowed.
+LDAP_GROUP_NAME_RE = re.compile(r"^\w[\w .-]{0,127}\Z")
+
 
 class NoInstitution(web.HTTPError):
-    def __init__(self, username: str) -> None:
+    """403 with a page that says why: the identity maps to no single institution."""
+
+    def __init__(self, username: str, email: str | None, groups: Iterable[str]) -> None:
+        seen = []
+        if email:
+            seen.append(f"email {email}")
+        group_list = sorted(set(groups))
+        if group_list:
+            seen.append("groups " + ", ".join(group_list))
+        identity = f" ({'; '.join(seen)})" if seen else ""
         message = (
-            f"Signed in as {username}, but your account belongs to no institution "
-            "served by this hub. Ask your institution's research-computing team to "
-            "register your institution, group or email domain."
+            f"You signed in as {username}{identity}, but your account belongs to no "
+            "institution served by this hub (or to more than one), so the sign-in was "
+            "refused and nothing was created for you. Ask your institution's "
+            "research-computing team to register your institution, directory group or "
+            "email domain with this hub."
         )
-        super().__init__(403, reason=message, log_message=message)
+        # "%s": the message holds user data and must not be read as a format string.
+        super().__init__(403, "%s", message, reason="No institution")
+        # JupyterHub's error page shows this under the status line.
+        self.jupyterhub_message = message
 
 
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str):
-        return [value]
+    if isinstance(value, (str, bytes)):
+        return [value.decode() if isinstance(value, bytes) else value]
     if isinstance(value, Iterable):
-        return [str(v) for v in value]
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
     return [str(value)]
 
 
-def identity_from_auth_model(auth_model: Mapping[str, Any]) -> tuple[str | None, list[str]]:
-    """The email and directory groups an authenticator reported, whatever its kind."""
+def normalize_dn(dn: str) -> str:
+    """A DN compared the way directories compare them, for the common spellings:
+    case-insensitive, spaces around ``,`` and ``=`` not significant."""
+    return re.sub(r"\s*([,=])\s*", r"\1", dn.strip()).lower()
+
+
+def ldap_group_dn(name: str, group_search_base: str | None) -> str:
+    """The DN of a group as ``institutions.*.ldap_groups`` names it: a DN as it is,
+    a bare name as ``cn=<name>,<group_search_base>``."""
+    if "=" in name:
+        return name
+    if not LDAP_GROUP_NAME_RE.match(name):
+        raise ValueError(f"{name!r} is neither a group DN nor a plain group name")
+    if not group_search_base:
+        raise ValueError(
+            f"group {name!r} is a bare name: set auth.ldap.group_search_base "
+            "(groups are then cn=<name>,<group_search_base>) or give the full DN"
+        )
+    return f"cn={name},{group_search_base}"
+
+
+def ldap_group_names(
+    institutions: Mapping[str, Institution], group_search_base: str | None
+) -> dict[str, str]:
+    """``{normalized DN: name as written in the site file}`` for every directory
+    group an institution lists. Raises ValueError naming the institution."""
+    names: dict[str, str] = {}
+    for key, institution in institutions.items():
+        for name in institution.ldap_groups:
+            try:
+                dn = ldap_group_dn(name, group_search_base)
+            except ValueError as e:
+                raise ValueError(f"institutions.{key}.ldap_groups: {e}") from None
+            names[normalize_dn(dn)] = name
+    return names
+
+
+def identity_from_auth_model(
+    auth_model: Mapping[str, Any],
+    ldap_group_names: Mapping[str, str] | None = None,
+) -> tuple[str | None, list[str]]:
+    """The email and groups an authenticator reported, whatever its kind.
+
+    Directory groups come back as DNs; each known DN is also given under the
+    name the site file uses for it (``ldap_group_names``), so institutions may
+    list either.
+    """
     state = auth_model.get("auth_state") or {}
-    user_info = state.get("oauth_user") or state.get("user") or {}
-    email = user_info.get("email") or state.get("email") or None
-    if isinstance(email, list):
-        email = email[0] if email else None
-    groups = _as_list(user_info.get("groups")) + _as_list(state.get("groups"))
-    # ldapauthenticator puts the member-of groups in auth_state["user_attributes"].
+    user_info = state.get("oauth_user") or {}
     attrs = state.get("user_attributes") or {}
-    if not email and attrs.get("mail"):
-        email = _as_list(attrs["mail"])[0]
-    groups += _as_list(attrs.get("memberOf"))
-    return (str(email) if email else None), groups
+
+    email: str | None = None
+    oidc_emails = _as_list(user_info.get("email"))
+    # An address the provider says it has not verified proves nothing about the
+    # institution (an account could claim any domain).
+    if oidc_emails and user_info.get("email_verified") is not False:
+        email = oidc_emails[0]
+    if email is None:
+        mails = _as_list(attrs.get("mail")) or _as_list(state.get("email"))
+        email = mails[0] if mails else None
+
+    groups = (
+        _as_list(user_info.get("groups"))
+        + _as_list(state.get("ldap_groups"))
+        + _as_list(attrs.get("memberOf"))
+        + _as_list(state.get("groups"))
+    )
+    if ldap_group_names:
+        groups += [
+            ldap_group_names[normalize_dn(g)] for g in groups if normalize_dn(g) in ldap_group_names
+        ]
+    return (email or None), list(dict.fromkeys(groups))
 
 
 def make_post_auth_hook(
     institutions: Mapping[str, Institution],
     admin_users: Iterable[str] = (),
+    ldap_group_names: Mapping[str, str] | None = None,
 ) -> Callable[[Any, Any, dict[str, Any]], dict[str, Any]]:
     """A ``post_auth_hook`` that maps users to institutions (as JupyterHub groups)."""
     directory = InstitutionDirectory(institutions)
-    admins = set(admin_users)
+    # Hub admins, and institution admins who are not themselves its members
+    # (a central support team), may sign in without being a tenant.
+    admins = set(admin_users).union(*(inst.admins for inst in institutions.values()))
+    group_names = dict(ldap_group_names or {})
 
     def post_auth_hook(
         authenticator: Any, handler: Any, auth_model: dict[str, Any]
     ) -> dict[str, Any]:
         username = auth_model["name"]
-        email, groups = identity_from_auth_model(auth_model)
+        email, groups = identity_from_auth_model(auth_model, group_names)
         institution = directory.match(username, email=email, groups=groups)
         if institution is None:
             if username in admins:
-                # Hub admins may sign in to administer without being a tenant.
+                # No institution group: no data directory, quota or profiles.
                 auth_model["groups"] = []
                 return auth_model
-            raise NoInstitution(username)
+            # JupyterHub's own log (the authenticator's), where admins look.
+            getattr(authenticator, "log", log).warning(
+                "Sign-in refused for %s: no single institution (email %s, groups %s)",
+                username,
+                email,
+                groups,
+            )
+            raise NoInstitution(username, email, groups)
+        # The institution is the user's only managed group: this also takes the
+        # user out of an institution the site file no longer gives them.
         auth_model["groups"] = [institution]
         return auth_model
 
     return post_auth_hook
+
+
+def no_provider_groups(auth_state: Mapping[str, Any]) -> list[str]:
+    """``OAuthenticator.auth_state_groups_key``: the provider's groups do not
+    become hub groups (only the institution does, from the post-auth hook); this
+    also keeps oauthenticator from logging an error when there is no claim."""
+    return []

@@ -57,6 +57,11 @@ SLURM_COMMANDS = Counter(
     "scitex_slurm_commands_total", "SLURM client commands run by the hub", ["command"]
 )
 JOBS_BY_STATE = Gauge("scitex_jobs", "This hub's SLURM jobs by state", ["state"])
+ORPHANS_CANCELLED = Counter(
+    "scitex_orphan_jobs_cancelled_total",
+    "Jobs tagged by this hub that no server claimed within the grace time, cancelled",
+)
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 
 
 class SlurmError(RuntimeError):
@@ -321,6 +326,13 @@ class QueueWatcher(LoggingConfigurable):
     fast_interval = Float(
         0.5, help="Seconds between queue polls while a spawn waits for its job."
     ).tag(config=True)
+    orphan_grace = Float(
+        120.0,
+        help="""Seconds a job tagged by this hub may stay in the queue unclaimed by any
+        server before it is cancelled as an orphan (e.g. after a hub crash during
+        sbatch). Counted from the watcher's start too, so a restarted hub first lets
+        every server re-adopt its job.""",
+    ).tag(config=True)
 
     def __init__(self, client: SlurmClient, tag: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -335,6 +347,10 @@ class QueueWatcher(LoggingConfigurable):
         self.errors = 0
         self.cycles = 0
         self._hurry = 0
+        self.started_at = time.monotonic()
+        self.unclaimed_since: dict[str, float] = {}
+        # How to run scancel as a job's owner ({username} is replaced).
+        self.cancel_prefix: list[str] = []
         self._task: asyncio.Task[None] | None = None
         self._cycle_done = asyncio.Event()
         self._wakeup = asyncio.Event()
@@ -454,11 +470,40 @@ class QueueWatcher(LoggingConfigurable):
                 self.finished[job_id] = record
         self.jobs = ours
         self.last_success = time.time()
+        await self._sweep_orphans(ours)
         counts: dict[str, int] = {}
         for job in ours.values():
             counts[job.state] = counts.get(job.state, 0) + 1
         for state in PENDING_STATES | RUNNING_STATES:
             JOBS_BY_STATE.labels(state=state).set(counts.get(state, 0))
+
+    async def _sweep_orphans(self, ours: dict[str, QueuedJob]) -> None:
+        now = time.monotonic()
+        for job_id in list(self.unclaimed_since):
+            if job_id not in ours or job_id in self.tracked:
+                del self.unclaimed_since[job_id]
+        for job_id, job in ours.items():
+            if job_id in self.tracked:
+                continue
+            since = self.unclaimed_since.setdefault(job_id, now)
+            if min(now - since, now - self.started_at) < self.orphan_grace:
+                continue
+            if not _USER_RE.match(job.user):
+                continue
+            prefix = [part.replace("{username}", job.user) for part in self.cancel_prefix]
+            self.log.warning(
+                "Queue watcher: job %s of %s is tagged by this hub but no server claims it; "
+                "cancelling it",
+                job_id,
+                job.user,
+            )
+            try:
+                await self.client.cancel(job_id, prefix=prefix)
+            except SlurmError as e:
+                self.log.warning("Queue watcher: cancelling orphan %s failed: %s", job_id, e)
+                continue
+            ORPHANS_CANCELLED.inc()
+            del self.unclaimed_since[job_id]
 
 
 class _Hurry:

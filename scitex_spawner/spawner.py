@@ -10,18 +10,33 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from batchspawner import SlurmSpawner
 from jupyterhub.spawner import Spawner
 from prometheus_client import Histogram
 from tornado import web
-from traitlets import Dict, Float, Instance, Integer, List, Type, Unicode, default, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Instance,
+    Integer,
+    List,
+    Type,
+    Unicode,
+    default,
+    validate,
+)
 
 from .callback import install_handlers
+from .container import CONTAINER_DATA_DIR, ENV_PREFIX, Bind, ContainerSpec, container_argv
+from .form import render_options_form
 from .institutions import (
     USERNAME_RE,
     Institution,
@@ -35,10 +50,14 @@ from .profiles import (
     load_profiles,
     resolve_user_options,
 )
+from .records import SpawnRecorder, SpawnStore, SqlSpawnStore, end_reason
 from .script import BatchJobSpec, render_batch_script
 from .slurm import JobView, QueueWatcher, SlurmClient, SlurmError
 
 install_handlers()
+
+# Variables handed into the container (by name; values stay in the environment).
+FORWARDED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_", "SCITEX_")
 
 SPAWN_DURATION = Histogram(
     "scitex_spawn_duration_seconds",
@@ -135,18 +154,60 @@ class SciTeXSpawner(SlurmSpawner):
         30.0, help="Seconds stop() waits for SLURM to confirm the job has ended."
     ).tag(config=True)
 
+    container_runtime = Enum(
+        ["auto", "apptainer", "singularity", "none"],
+        default_value="none",
+        help="""How notebook servers are contained: ``apptainer`` or ``singularity`` (same
+        command line), ``none`` (directly in the job), or ``auto``: Apptainer when the
+        hub finds it and the image, else none (announced in the log and on the spawn
+        page; meant for the demo).""",
+    ).tag(config=True)
+
+    container_executable = Unicode(
+        "",
+        help="Path of the apptainer/singularity command on the compute nodes. Empty: its name.",
+    ).tag(config=True)
+
+    container_image = Unicode(
+        "",
+        help="""The notebook image (a SIF file or a sandbox directory) for profiles that do not
+        name their own ``image``.""",
+    ).tag(config=True)
+
+    container_binds = List(
+        Unicode(),
+        help="""Extra binds for every notebook container, as ``/src[:/dst[:ro|rw]]``
+        (read-only unless ``rw``). ``/data`` is reserved for the user's data.""",
+    ).tag(config=True)
+
+    container_unsquash = Bool(
+        False,
+        help="""Pass ``--unsquash`` for SIF images: needed where users cannot mount a SIF
+        (no usable /dev/fuse, no setuid); each start then unpacks the image.""",
+    ).tag(config=True)
+
     log_subdir = Unicode(
         ".scitex/logs",
         help="Directory (relative to the user's data directory) for the jobs' output files.",
+    ).tag(config=True)
+
+    spawn_store_class = Type(
+        SqlSpawnStore,
+        klass=SpawnStore,
+        help="""Where quota overrides and measured usage are read at start, and each spawn
+        is recorded: ``SqlSpawnStore`` (our tables in the hub's database; see records.py)
+        or ``SpawnStore`` (none: the institution's quota, nothing recorded).""",
     ).tag(config=True)
 
     # ---- state ---------------------------------------------------------------
 
     job_id = Unicode()
     job_node = Unicode()
+    job_port = Integer(0)
     resources = Instance(ResolvedResources, allow_none=True)
     exit_reason = Unicode(help="Why the last job ended, when SLURM ended it; shown to the user.")
     slurm = Instance(SlurmClient)
+    spawn_records = Instance(SpawnRecorder)
     # Set by start(); read by progress() and the port callback.
     _events: list[dict[str, Any]] = []
     _port_future: asyncio.Future[int] | None = None
@@ -154,6 +215,18 @@ class SciTeXSpawner(SlurmSpawner):
     @default("slurm")
     def _default_slurm(self) -> SlurmClient:
         return self.slurm_client_class(parent=self)
+
+    @default("spawn_records")
+    def _default_spawn_records(self) -> SpawnRecorder:
+        store = self.spawn_store_class(parent=self)
+        return SpawnRecorder(
+            store,
+            hub_id=self.hub_id,
+            user=self.user.name,
+            server_name=self.name or "",
+            log=self.log,
+            parent=self,
+        )
 
     @default("notebook_python")
     def _default_notebook_python(self) -> str:
@@ -178,6 +251,10 @@ class SciTeXSpawner(SlurmSpawner):
     def _default_http_timeout(self) -> int:
         return 120
 
+    @default("options_form")
+    def _default_options_form(self) -> Any:
+        return lambda spawner: spawner.render_options_form()
+
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:
         return lambda spawner, options: spawner.resolve_resources(options)
@@ -196,6 +273,15 @@ class SciTeXSpawner(SlurmSpawner):
         except ValueError as e:
             raise ValueError(f"SciTeXSpawner.institutions: {e}") from None
 
+    @validate("container_binds")
+    def _validate_binds(self, proposal: Any) -> list[str]:
+        for bind in proposal["value"]:
+            try:
+                Bind.parse(bind)
+            except ValueError as e:
+                raise ValueError(f"SciTeXSpawner.container_binds: {e}") from None
+        return list(proposal["value"])
+
     @validate("data_root")
     def _validate_data_root(self, proposal: Any) -> str:
         value = str(proposal["value"])
@@ -209,9 +295,12 @@ class SciTeXSpawner(SlurmSpawner):
 
     @property
     def watcher(self) -> QueueWatcher:
-        return QueueWatcher.shared(
+        watcher = QueueWatcher.shared(
             self.slurm, self.job_tag_prefix, interval=self.queue_poll_interval, parent=self
         )
+        if not watcher.cancel_prefix:
+            watcher.cancel_prefix = list(self.submit_prefix)
+        return watcher
 
     @property
     def job_tag_prefix(self) -> str:
@@ -243,6 +332,29 @@ class SciTeXSpawner(SlurmSpawner):
         return [part.replace("{username}", self.user.name) for part in self.submit_prefix]
 
     # ---- user options ----------------------------------------------------------
+
+    def render_options_form(self) -> str:
+        key = self.institution_id()
+        if key is None:
+            return (
+                '<div class="alert alert-danger" role="alert">'
+                "Your account belongs to no institution on this hub, so no server can start. "
+                "Ask your institution's administrator to add you.</div>"
+            )
+        institution = self.institutions[key]
+        notices = []
+        if self.exit_reason:
+            notices.append(f"Your last server stopped: {self.exit_reason}.")
+        if self.container_runtime == "auto" and not (
+            self.container_executable or shutil.which("apptainer")
+        ):
+            notices.append(
+                "No container runtime is installed: your server runs directly in its "
+                "SLURM job, with the node's software."
+            )
+        return render_options_form(
+            self.profiles, institution.profiles, institution_name=institution.name, notices=notices
+        )
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         """Form fields arrive as lists of strings; give them the REST shape.
@@ -283,9 +395,46 @@ class SciTeXSpawner(SlurmSpawner):
     def notebook_command(self) -> list[str]:
         return [self.notebook_python, "-m", "scitex_server_ext.singleuser", *self.get_args()]
 
-    def build_job_spec(self, institution_id: str, resources: ResolvedResources) -> BatchJobSpec:
+    def container_spec(
+        self, runtime: str, data_dir: str, resources: ResolvedResources
+    ) -> ContainerSpec | None:
+        """How the server is wrapped in a container, or None to run it directly in the job."""
+        if runtime == "none":
+            return None
+        image = resources.image or self.container_image
+        return ContainerSpec(
+            runtime=runtime,
+            executable=self.container_executable or runtime,
+            image=image,
+            data_dir=data_dir,
+            binds=tuple(Bind.parse(b) for b in self.container_binds),
+            gpus=resources.gpus > 0,
+            unsquash=self.container_unsquash and image.endswith(".sif"),
+        )
+
+    def build_job_spec(
+        self,
+        institution_id: str,
+        resources: ResolvedResources,
+        runtime: str = "none",
+        env_names: Iterable[str] = (),
+        quota_limit_bytes: int | None = None,
+    ) -> BatchJobSpec:
+        """The job for this start; ``env_names`` are the job's environment variables
+        (by name: the container gets those meant for it). ``quota_limit_bytes``: the
+        user's effective limit (0: none), default the institution's quota."""
         data_dir = self.user_data_dir(institution_id)
         institution = self.institutions[institution_id]
+        container = self.container_spec(runtime, data_dir, resources)
+        command = self.notebook_command()
+        forward: tuple[str, ...] = ()
+        if container is not None:
+            command = container_argv(container, command)
+            forward = tuple(
+                name
+                for name in sorted(env_names)
+                if name.startswith(FORWARDED_ENV_PREFIXES) or name in ("LANG", "LC_ALL")
+            )
         return BatchJobSpec(
             job_name=f"scitex-nb-{self.user.name}",
             comment=self.job_tag(),
@@ -299,19 +448,60 @@ class SciTeXSpawner(SlurmSpawner):
             gpus=resources.gpus,
             output_path=os.path.join(data_dir, self.log_subdir, "notebook-%j.log"),
             workdir=data_dir,
-            command=tuple(self.notebook_command()),
+            command=tuple(command),
             exports=(
                 ("SCITEX_PROFILE", resources.profile),
                 ("SCITEX_INSTITUTION", institution_id),
-                ("SCITEX_USER_ROOT", data_dir),
-                ("SCITEX_QUOTA_LIMIT_BYTES", str(institution.storage_quota)),
+                ("SCITEX_USER_ROOT", CONTAINER_DATA_DIR if container else data_dir),
+                (
+                    "SCITEX_QUOTA_LIMIT_BYTES",
+                    str(
+                        institution.storage_quota
+                        if quota_limit_bytes is None
+                        else quota_limit_bytes
+                    ),
+                ),
             ),
+            forward_env=forward,
+            forward_env_prefix=ENV_PREFIX[container.runtime] if container else "",
         )
+
+    async def resolve_runtime(self) -> str:
+        """The container runtime for this start: ``auto`` becomes apptainer or none."""
+        runtime = self.container_runtime
+        if runtime == "none":
+            return "none"
+        if runtime == "auto":
+            executable = self.container_executable or shutil.which("apptainer") or ""
+            image_ok = bool(self.container_image) and await asyncio.to_thread(
+                os.path.exists, self.container_image
+            )
+            if executable and image_ok:
+                self.container_executable = executable
+                return "apptainer"
+            why = "Apptainer is not installed" if not executable else "the image is missing"
+            self.log.warning("No container for %s: %s", self._log_name, why)
+            self._event(
+                f"No container runtime ({why}): your server runs directly in its SLURM job, "
+                "with the node's software",
+                15,
+            )
+            return "none"
+        if not self.container_executable and not shutil.which(runtime):
+            raise SpawnFailed(
+                f"The site's container runtime {runtime!r} is not installed on the hub; "
+                "ask your administrator"
+            )
+        return runtime
 
     def job_environment(self) -> dict[str, str]:
         """Exactly the environment sbatch (and so the job) gets: no hub secrets."""
         env = self.get_env()
         env.update(self.slurm.base_env())
+        # sbatch's --no-requeue: SLURM requeues batch jobs whose node fails (its
+        # default JobRequeue=1), and a requeued server would come back on another
+        # node and port the hub does not know. It must end (NODE_FAIL) instead.
+        env["SBATCH_NO_REQUEUE"] = "1"
         return {str(k): str(v) for k, v in env.items()}
 
     async def ensure_data_dir(self, institution_id: str) -> str:
@@ -336,27 +526,41 @@ class SciTeXSpawner(SlurmSpawner):
         self._events = []
         self._port_future = None
         self.exit_reason = ""
+        self.job_port = 0
         started = time.monotonic()
-        institution_id, _ = self.institution()
+        institution_id, institution = self.institution()
         resources = self.resolve_resources(self.user_options)
+        # The override or institution quota; 403 when the user is already over it.
+        quota_limit = await self.spawn_records.admit(institution_id, institution)
         await self.ensure_data_dir(institution_id)
+        runtime = await self.resolve_runtime()
 
-        script = render_batch_script(self.build_job_spec(institution_id, resources))
+        await self._cancel_leftovers()
+        env = self.job_environment()
+        script = render_batch_script(
+            self.build_job_spec(
+                institution_id, resources, runtime, env_names=env, quota_limit_bytes=quota_limit
+            )
+        )
+        image = (resources.image or self.container_image) if runtime != "none" else None
+        self.spawn_records.begun(institution_id, resources, image)
         self._port_future = asyncio.get_running_loop().create_future()
         try:
-            self.job_id = await self.slurm.submit(
-                script, prefix=self.format_prefix(), env=self.job_environment()
-            )
+            self.job_id = await self.slurm.submit(script, prefix=self.format_prefix(), env=env)
         except SlurmError as e:
+            self.spawn_records.ended(f"SLURM refused the job: {e}")
             raise SpawnFailed(f"SLURM refused the job: {e}") from e
+        self.spawn_records.submitted(self.job_id)
         self.watcher.track(self.job_id)
         self._event(f"Submitted SLURM job {self.job_id} ({resources.profile})", 10)
-        # Persist the job id now: a hub that dies from here on finds the job again.
-        self.db.commit()
+        # Persist the job id now: a hub that dies from here on finds the job again
+        # (JupyterHub itself saves a spawner's state only when start() returns).
+        self._save_state()
 
         try:
             node = await self._wait_until_running()
             self.job_node = node
+            self.spawn_records.running(node)
             address = self.watcher.node_address(node)
             self._event(f"Job {self.job_id} running on node {node}; server starting", 60)
             try:
@@ -369,13 +573,17 @@ class SciTeXSpawner(SlurmSpawner):
                     f"{self.startup_timeout} s; see the job log in your data directory "
                     f"({self.log_subdir}/notebook-{self.job_id}.log)"
                 ) from None
+            self.job_port = port
+            self._save_state()
             self._event(f"Server on {node} reported port {port}; waiting for it to listen", 75)
             await self._wait_listening(
                 address, port, deadline=time.monotonic() + self.startup_timeout
             )
-        except BaseException:
+        except BaseException as e:
+            self.spawn_records.ended(end_reason(e))
             await self._cancel_quietly()
             raise
+        self.spawn_records.ready()
         self._event(f"Server listening on {node}:{port}; connecting", 90)
         SPAWN_DURATION.labels(profile=resources.profile).observe(time.monotonic() - started)
         return f"http://{address}:{port}"
@@ -397,9 +605,8 @@ class SciTeXSpawner(SlurmSpawner):
                             if job.start_time not in ("", "N/A")
                             else ""
                         )
-                        self._event(
-                            f"Job {self.job_id} pending in the queue ({job.reason}{when})", 30
-                        )
+                        why = "" if job.reason in ("", "None") else f": {job.reason}"
+                        self._event(f"Job {self.job_id} waiting in the queue{why}{when}", 30)
                 elif view.status == "finished" and view.finished is not None:
                     self.exit_reason = view.finished.describe()
                     raise SpawnFailed(
@@ -439,6 +646,24 @@ class SciTeXSpawner(SlurmSpawner):
             writer.close()
             return
 
+    def _save_state(self) -> None:
+        orm_spawner = getattr(self, "orm_spawner", None)
+        if orm_spawner is not None:
+            orm_spawner.state = self.get_state()
+            self.db.commit()
+
+    async def _cancel_leftovers(self) -> None:
+        """Cancel jobs of this very server that no record claims (a start interrupted
+        by a hub crash), so a new start never runs two servers."""
+        tag = self.job_tag()
+        for job in list(self.watcher.jobs.values()):
+            if job.comment == tag and job.job_id != self.job_id:
+                self.log.warning("Cancelling leftover job %s of %s", job.job_id, self._log_name)
+                try:
+                    await self.slurm.cancel(job.job_id, prefix=self.format_prefix())
+                except SlurmError as e:
+                    self.log.warning("Could not cancel leftover job %s: %s", job.job_id, e)
+
     async def _cancel_quietly(self) -> None:
         if not self.job_id:
             return
@@ -460,15 +685,33 @@ class SciTeXSpawner(SlurmSpawner):
         if view.status == "finished" and view.finished is not None:
             self.exit_reason = view.finished.describe()
             self.log.info("%s: job %s: %s", self._log_name, self.job_id, self.exit_reason)
+            self.spawn_records.ended(self.exit_reason, job_id=self.job_id)
+            watcher.untrack(self.job_id)
+            self.clear_state()
+            return 1
+        if view.status == "queued" and not self.job_port and not self._spawn_pending:
+            # A start the hub did not see through (it restarted meanwhile): its
+            # server never reached the hub, so the job is cancelled, not adopted.
+            self.exit_reason = "the hub restarted while your server was starting; start it again"
+            self.log.warning("%s: job %s: %s", self._log_name, self.job_id, self.exit_reason)
+            self.spawn_records.ended(self.exit_reason, job_id=self.job_id)
+            await self._cancel_quietly()
             watcher.untrack(self.job_id)
             self.clear_state()
             return 1
         return None
 
+    async def get_url(self) -> str:
+        """Where a re-adopted server runs (after a hub restart): from our own state."""
+        if self.job_node and self.job_port:
+            return f"http://{self.watcher.node_address(self.job_node)}:{self.job_port}"
+        return str(await super().get_url())
+
     async def stop(self, now: bool = False) -> None:
         if not self.job_id:
             return
         job_id = self.job_id
+        self.spawn_records.ended("stopped", job_id=job_id)
         try:
             await self.slurm.cancel(job_id, prefix=self.format_prefix())
         except SlurmError as e:
@@ -500,6 +743,7 @@ class SciTeXSpawner(SlurmSpawner):
         if self.job_id:
             state["job_id"] = self.job_id
             state["job_node"] = self.job_node
+            state["job_port"] = self.job_port
         if self.resources is not None:
             state["resources"] = self.resources.as_dict()
         if self.exit_reason:
@@ -510,12 +754,14 @@ class SciTeXSpawner(SlurmSpawner):
         Spawner.load_state(self, state)
         self.job_id = state.get("job_id", "")
         self.job_node = state.get("job_node", "")
+        self.job_port = int(state.get("job_port", 0) or 0)
         self.exit_reason = state.get("exit_reason", "")
 
     def clear_state(self) -> None:
         Spawner.clear_state(self)
         self.job_id = ""
         self.job_node = ""
+        self.job_port = 0
 
 
 def _make_user_dir(path: str, username: str, log_subdir: str) -> None:

@@ -42,13 +42,15 @@ start() {
         SCITEX_CONFIG="${SCITEX_CONFIG:-}" \
         "$VENV/bin/jupyterhub" -f "$(config_file)" >>"$LOG_FILE" 2>&1 </dev/null &
     )
-    for _ in $(seq 1 60); do
-      if curl -fsS -o /dev/null "$URL/hub/api"; then break; fi
-      if ! hub_pid >/dev/null && [[ -f $PID_FILE || $_ -gt 10 ]]; then
+    local i
+    for i in $(seq 1 120); do
+      if curl -fsS -o /dev/null "$URL/hub/api" 2>/dev/null; then break; fi
+      # The hub writes its pid file once started; no live pid after 10 s is a failure.
+      if ((i > 20)) && ! hub_pid >/dev/null; then
         tail -n 30 "$LOG_FILE" >&2
         die "JupyterHub did not start; see $LOG_FILE"
       fi
-      sleep 1
+      sleep 0.5
     done
     curl -fsS -o /dev/null "$URL/hub/api" || {
       tail -n 30 "$LOG_FILE" >&2

@@ -10,9 +10,14 @@ PY="$SCITEX_PREFIX/venv/bin/python"
 eval "$(bash "$REPO/deploy/dev/slurm.sh" env)"
 export PATH="$SCITEX_PREFIX/bin:$SCITEX_PREFIX/venv/bin:$PATH"
 cd "$REPO"
+# The end-to-end hubs run on PostgreSQL, as in production: each gets a fresh
+# database on this server (tests/e2e/hubprocess.py). SCITEX_TEST_DB_URL= (empty): SQLite.
+bash "$REPO/deploy/dev/postgres.sh" start
+SCITEX_TEST_DB_URL="${SCITEX_TEST_DB_URL-$(bash "$REPO/deploy/dev/postgres.sh" url)}"
+export SCITEX_TEST_DB_URL
 
 status=0
-log "hub side and end to end: tests/hub tests/e2e"
+log "hub side and end to end: tests/hub tests/e2e (hub database: ${SCITEX_TEST_DB_URL%%:*})"
 "$PY" -m pytest -p no:jupyter_server -p no:cacheprovider tests/hub tests/e2e || status=$?
 log "notebook-server extension: tests/ext"
 "$PY" -m pytest -p no:asyncio -p no:cacheprovider tests/ext || status=$?

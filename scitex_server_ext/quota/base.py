@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar
 
 from traitlets import Float, TraitError, Type, Unicode, validate
 from traitlets.config import LoggingConfigurable
+
+# The measurement itself is shared with the hub: see scitex_quota.
+from scitex_quota.command import CommandResult, CommandRunner, QuotaCommandError, run_command
+from scitex_quota.usage import LIMIT_ENV, ProjectUsage, Usage, limit_from_environ
 
 __all__ = [
     "BACKEND_ALIASES",
@@ -36,36 +36,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ProjectUsage:
-    """Usage of one top-level directory of ``<root>/projects``."""
-
-    name: str
-    used_bytes: int
-
-
-@dataclass(frozen=True)
-class Usage:
-    """One measurement of a user's tree.
-
-    ``used_bytes`` is allocated space (``st_blocks * 512``, as ``du`` and filesystem
-    quotas count), not the sum of file lengths. ``limit_bytes`` is a hard limit the
-    backend itself knows (a filesystem quota), ``None`` when it knows none.
-    ``started``/``finished`` are ``time.monotonic()`` stamps of the measurement; the
-    tracker uses them to tell which writes a measurement may have missed.
-    """
-
-    used_bytes: int
-    measured_at: datetime
-    source: str
-    projects: tuple[ProjectUsage, ...] = ()
-    limit_bytes: int | None = None
-    files: int | None = None
-    errors: int = 0
-    started: float = field(default=0.0, compare=False, repr=False)
-    finished: float = field(default=0.0, compare=False, repr=False)
-
-
 class UsageUnavailable(Exception):
     """No measurement is available yet (still running, or the backend failed)."""
 
@@ -74,67 +44,10 @@ class UsageUnavailable(Exception):
         self.retry_after = retry_after
 
 
-class QuotaCommandError(RuntimeError):
-    """A quota tool failed or printed something we could not read."""
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-# (argv, timeout seconds) -> result. Swappable so tests can replay recorded output.
-CommandRunner = Callable[[Sequence[str], float], Awaitable[CommandResult]]
-
-
-async def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
-    """Run ``argv`` (no shell) with a C locale and return its output; kill it on timeout."""
-    # A C locale keeps the tools' numbers and headers in the format the parsers expect.
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except BaseException:
-        # Timed out or cancelled: do not leave the tool running behind us.
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    return CommandResult(
-        returncode=proc.returncode if proc.returncode is not None else -1,
-        stdout=out.decode("utf-8", errors="replace"),
-        stderr=err.decode("utf-8", errors="replace"),
-    )
-
-
-LIMIT_ENV = "SCITEX_QUOTA_LIMIT_BYTES"
-
-
 def consume_result(future: asyncio.Future[Any]) -> None:
     """Mark a shared future's outcome as seen: its waiters may all have timed out."""
     if not future.cancelled():
         future.exception()
-
-
-def limit_from_environ(environ: Mapping[str, str]) -> int | None:
-    """The storage limit the hub's batch script exported, in bytes (unset, empty or 0: none).
-
-    0 means "no limit", as it does to ``xfs_quota`` and ``lfs``.
-    """
-    raw = environ.get(LIMIT_ENV, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit():
-        raise ValueError(f"${LIMIT_ENV} must be a whole number of bytes, got {raw!r}")
-    return int(raw) or None
 
 
 class QuotaBackend(LoggingConfigurable):

@@ -18,24 +18,16 @@ from typing import Any
 
 from traitlets import Bool, Callable, Enum, Float, List, TraitError, Unicode, default, validate
 
-from .base import CommandRunner, ProjectUsage, QuotaBackend, QuotaCommandError, Usage, run_command
-from .scan import scan_tree
+from scitex_quota.command import CommandRunner, QuotaCommandError, mount_point_of, run_command
+from scitex_quota.scan import scan_tree
+from scitex_quota.usage import ProjectUsage, Usage
+
+from .base import QuotaBackend
 
 __all__ = ["CommandQuotaBackend", "mount_point_of"]
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
-
-def mount_point_of(path: str) -> str:
-    """The mount point of the filesystem holding ``path`` (walks up until the device changes)."""
-    path = os.path.realpath(path)
-    dev = os.stat(path).st_dev
-    while path != "/":
-        parent = os.path.dirname(path)
-        if os.stat(parent).st_dev != dev:
-            break
-        path = parent
-    return path
+# \Z, not $: "1001\n" must not pass (the id goes into an xfs_quota command string).
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
 class CommandQuotaBackend(QuotaBackend):

@@ -14,7 +14,9 @@ from .base import LIMIT_ENV, QuotaBackend, QuotaBackendType, limit_from_environ
 from .scan import ScanQuotaBackend
 from .tracker import QuotaTracker
 
-__all__ = ["QuotaConfig"]
+__all__ = ["QUOTA_CONTENTS_MANAGER", "QuotaConfig"]
+
+QUOTA_CONTENTS_MANAGER = "scitex_server_ext.contents_guard.QuotaContentsManager"
 
 
 class QuotaConfig(Configurable):
@@ -74,6 +76,17 @@ class QuotaConfig(Configurable):
         if value < 0:
             raise TraitError(f"quota_first_wait must be >= 0 seconds, got {value}")
         return value
+
+    def link_quota_contents_manager(self, serverapp: Any) -> None:
+        """Make the server's saves quota-checked, unless the site chose its own manager.
+
+        Called when the extension links, before the server creates its contents
+        manager. A ``jupyter_server_config.d`` file cannot do this: jupyter-server reads
+        only ``jpserver_extensions`` from those files and ignores other keys there.
+        """
+        server_config = serverapp.config.get("ServerApp", {})
+        if "contents_manager_class" not in server_config:
+            serverapp.contents_manager_class = QUOTA_CONTENTS_MANAGER
 
     def make_quota_tracker(
         self, user_root: str, projects_dir: str, serverapp: object, log: logging.Logger

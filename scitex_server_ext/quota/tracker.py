@@ -28,20 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from scitex_quota.usage import ProjectUsage, Usage, format_bytes
+
 from ..paths import is_inside
-from .base import ProjectUsage, QuotaBackend, Usage, UsageUnavailable, consume_result
+from .base import QuotaBackend, UsageUnavailable, consume_result
 
 __all__ = ["QuotaExceeded", "QuotaSnapshot", "QuotaTracker", "Reservation", "format_bytes"]
-
-
-def format_bytes(n: int) -> str:
-    """``1536`` -> ``'1.5 KiB'``: for messages people read."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class QuotaExceeded(Exception):

@@ -6,6 +6,7 @@ never touch the demo's hub or each other's jobs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -34,8 +35,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def fresh_database(name: str) -> str | None:
+    """With ``SCITEX_TEST_DB_URL`` (a PostgreSQL URL, e.g. ``postgres.sh url``), a new
+    empty database ``name`` on that server and its URL; else None (SQLite).
+    The databases are dropped when the test process ends."""
+    server = os.environ.get("SCITEX_TEST_DB_URL")
+    if not server:
+        return None
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # names are ours: e2e_<hex>
+        conn.execute(f'CREATE DATABASE "{name}"')
+    atexit.register(_drop_database, dsn, name)
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(dsn: str, name: str) -> None:
+    import psycopg
+
+    with contextlib.suppress(psycopg.Error), psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def base_settings(root: Path, hub_id: str) -> dict[str, Any]:
-    """The demo's site file, moved into ``root`` with fresh ports."""
+    """The demo's site file, moved into ``root`` with fresh ports (and a fresh
+    PostgreSQL database when ``SCITEX_TEST_DB_URL`` is set)."""
     settings = yaml.safe_load((REPO / "jupyterhub_config" / "scitex.yaml").read_text())
     settings = yaml.safe_load(
         yaml.safe_dump(settings).replace("${SCITEX_DEV_DIR:-/var/lib/scitex-dev}", str(root))
@@ -45,13 +73,16 @@ def base_settings(root: Path, hub_id: str) -> dict[str, Any]:
         bind_url=f"http://127.0.0.1:{port}",
         hub_bind_url=f"http://127.0.0.1:{hub_port}",
         proxy_api_url=f"http://127.0.0.1:{api_port}",
-        db_url=f"sqlite:///{root}/hub/jupyterhub.sqlite",
+        db_url=fresh_database(hub_id.replace("-", "_"))
+        or f"sqlite:///{root}/hub/jupyterhub.sqlite",
         state_dir=f"{root}/hub",
         proxy_command=[f"{PREFIX}/bin/configurable-http-proxy"],
     )
     settings["data_root"] = f"{root}/data"
     settings["slurm"].update(conf=SLURM_CONF, hub_id=hub_id, poll_interval=2)
     settings["notebook"]["python"] = VENV_PYTHON
+    # The scitex hub service, on a port of its own (hubs of several tests run at once).
+    settings["service"] = {"url": f"http://127.0.0.1:{free_port()}"}
     # A fourth researcher, so tests can fill the node with four servers.
     settings["institutions"]["demo-u"]["users"].append("erin")
     return settings
@@ -166,7 +197,11 @@ def new_hub(**overrides: Any) -> Hub:
     hub_id = "e2e-" + secrets.token_hex(3)
     settings = base_settings(root, hub_id)
     for key, value in overrides.items():
-        settings[key] = value
+        # One level of merging: new_hub(slurm={"poll_interval": 1}) keeps the rest.
+        if isinstance(value, dict) and isinstance(settings.get(key), dict):
+            settings[key] = {**settings[key], **value}
+        else:
+            settings[key] = value
     return Hub(settings=settings, root=root)
 
 

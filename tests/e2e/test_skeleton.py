@@ -58,6 +58,9 @@ def test_alice_server_runs_as_her_slurm_job(hub: Hub, alice: HubUser, bob: HubUs
     assert bob.api("GET", "/user/alice/scitex/api/session").status_code == 403
 
     assert model["url"] == "/user/alice/"
+    # The test site's image path does not exist: `auto` ran the server without a
+    # container and said so.
+    assert "No container for alice" in hub.log_text()
 
 
 def test_batchspawner_attribute_api_is_gone(hub: Hub, alice: HubUser) -> None:

@@ -16,8 +16,8 @@ import pytest
 from tornado.httpclient import HTTPClientError
 from traitlets import default
 
+from scitex_quota import CommandResult, Usage
 from scitex_server_ext.contents_guard import QuotaContentsManager, attach_quota
-from scitex_server_ext.quota.base import CommandResult, Usage
 from scitex_server_ext.quota.scan import ScanQuotaBackend
 from scitex_server_ext.quota.tracker import QuotaTracker
 from scitex_server_ext.quota.xfs import XfsQuotaBackend

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from scitex_server_ext.quota.base import CommandResult, QuotaCommandError, UsageUnavailable
-from scitex_server_ext.quota.lustre import LustreQuotaBackend, parse_lfs_quota
+from scitex_quota import CommandResult, QuotaCommandError, parse_lfs_quota
+from scitex_server_ext.quota.base import UsageUnavailable
+from scitex_server_ext.quota.lustre import LustreQuotaBackend
 
 KiB = 1024
 

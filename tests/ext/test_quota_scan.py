@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from scitex_server_ext.quota.base import QuotaBackend, Usage, UsageUnavailable
-from scitex_server_ext.quota.scan import ScanCancelled, ScanQuotaBackend, du_scan, scan_tree
+from scitex_quota import ScanCancelled, Usage, du_scan, scan_tree
+from scitex_server_ext.quota.base import QuotaBackend, UsageUnavailable
+from scitex_server_ext.quota.scan import ScanQuotaBackend
 
 
 def du_bytes(path: Path) -> int:

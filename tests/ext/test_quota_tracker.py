@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scitex_server_ext.quota.base import ProjectUsage, QuotaBackend, Usage, UsageUnavailable
-from scitex_server_ext.quota.tracker import QuotaExceeded, QuotaTracker, format_bytes
+from scitex_quota import ProjectUsage, Usage, format_bytes
+from scitex_server_ext.quota.base import QuotaBackend, UsageUnavailable
+from scitex_server_ext.quota.tracker import QuotaExceeded, QuotaTracker
 
 MiB = 1024**2
 

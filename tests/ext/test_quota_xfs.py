@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from traitlets import TraitError
 
-from scitex_server_ext.quota.base import CommandResult, QuotaCommandError, UsageUnavailable
-from scitex_server_ext.quota.xfs import XfsQuotaBackend, parse_xfs_quota, parse_xfs_report
+from scitex_quota import CommandResult, QuotaCommandError, parse_xfs_quota, parse_xfs_report
+from scitex_server_ext.quota.base import UsageUnavailable
+from scitex_server_ext.quota.xfs import XfsQuotaBackend
 
 GiB = 1024**3
 

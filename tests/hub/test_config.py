@@ -157,7 +157,7 @@ def test_apply_auth_pam() -> None:
     assert callable(c.Authenticator.post_auth_hook)
 
 
-def test_apply_auth_ldap_and_oidc() -> None:
+def test_apply_auth_ldap_and_oidc(tmp_path: Path) -> None:
     c = Config()
     ldap = {
         "kind": "ldap",
@@ -171,15 +171,16 @@ def test_apply_auth_ldap_and_oidc() -> None:
     assert c.JupyterHub.authenticator_class == "ldapauthenticator.LDAPAuthenticator"
     assert c.LDAPAuthenticator.server_address == "ldap.example.edu"
     assert c.LDAPAuthenticator.bind_dn_template == ["uid={username},ou=people,dc=example,dc=edu"]
-    assert c.LDAPAuthenticator.auth_state_attributes == ["mail", "memberOf"]
+    assert c.LDAPAuthenticator.auth_state_attributes == ["mail"]
 
+    (tmp_path / "oidc-secret").write_text("secret\n")
     c = Config()
     oidc = {
         "kind": "oidc",
         "oidc": {
             "issuer": "https://id.example.edu/",
             "client_id": "scitex",
-            "client_secret_file": "/etc/scitex/oidc-secret",
+            "client_secret_file": str(tmp_path / "oidc-secret"),
             "callback_url": "https://hub.example.edu/hub/oauth_callback",
         },
     }

@@ -261,3 +261,48 @@ async def test_watcher_loop_survives_unexpected_errors() -> None:
     watcher.stop()
     await asyncio.sleep(0)
     assert watcher.errors >= 2
+
+
+class CancellingSlurm(ScriptedSlurm):
+    async def cancel(self, job_id: str, *, prefix=()) -> None:
+        self.calls.append(f"scancel {job_id} as {' '.join(prefix)}")
+
+
+async def test_unclaimed_jobs_are_cancelled_after_the_grace_time(monkeypatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("scitex_spawner.slurm.time.monotonic", lambda: clock[0])
+    slurm = CancellingSlurm()
+    slurm.queue_answer = {
+        "1": queued("1"),
+        "2": queued("2"),
+        "3": queued("3", tag="scitex:hub=other:"),
+    }
+    watcher = QueueWatcher(slurm, TAG, orphan_grace=60)
+    watcher.cancel_prefix = ["runuser", "-u", "{username}", "--"]
+    watcher.tracked.add("1")
+    await watcher.poll_once()
+    clock[0] += 59
+    await watcher.poll_once()
+    assert not [c for c in slurm.calls if c.startswith("scancel")]
+    clock[0] += 2
+    await watcher.poll_once()
+    # Job 2 is ours and unclaimed: cancelled as its owner. Job 1 is claimed; job 3
+    # belongs to another hub.
+    assert [c for c in slurm.calls if c.startswith("scancel")] == [
+        "scancel 2 as runuser -u alice --"
+    ]
+
+
+async def test_a_job_claimed_in_time_is_kept(monkeypatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("scitex_spawner.slurm.time.monotonic", lambda: clock[0])
+    slurm = CancellingSlurm()
+    slurm.queue_answer = {"2": queued("2")}
+    watcher = QueueWatcher(slurm, TAG, orphan_grace=60)
+    await watcher.poll_once()
+    clock[0] += 50
+    watcher.tracked.add("2")  # a restarted hub's server polls and claims it
+    await watcher.poll_once()
+    clock[0] += 100
+    await watcher.poll_once()
+    assert not [c for c in slurm.calls if c.startswith("scancel")]

@@ -186,3 +186,36 @@ def test_batchspawner_route_is_guarded() -> None:
     assert routes[r"/api/batchspawner"] is GuardedBatchSpawnerHandler
     assert not [h for h in default_handlers if h[1] is BatchSpawnerAPIHandler]
     assert [h[0] for h in default_handlers].count(PORT_CALLBACK_PATH) == 1
+
+
+def test_job_spec_in_apptainer() -> None:
+    spawner = make_spawner()
+    spawner.container_image = "/img/nb.sif"
+    spawner.container_binds = ["/usr:/usr:ro"]
+    resources = spawner.resolve_resources({})
+    env_names = ["JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "PATH", "SECRET_OF_THE_SITE", "LANG"]
+    spec = spawner.build_job_spec("demo-u", resources, runtime="apptainer", env_names=env_names)
+    assert spec.command == (
+        "apptainer",
+        "exec",
+        "--cleanenv",
+        "--contain",
+        "--home",
+        "/srv/data/demo-u/alice:/data",
+        "--pwd",
+        "/data",
+        "--bind",
+        "/usr:/usr:ro",
+        "/img/nb.sif",
+        "/opt/scitex/venv/bin/python",
+        "-m",
+        "scitex_server_ext.singleuser",
+    )
+    assert spec.forward_env_prefix == "APPTAINERENV_"
+    assert spec.forward_env == ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "LANG")
+    assert ("SCITEX_USER_ROOT", "/data") in spec.exports
+
+
+def test_bad_container_binds_name_the_trait() -> None:
+    with pytest.raises(Exception, match=r"SciTeXSpawner\.container_binds"):
+        make_spawner().container_binds = ["/home/bob:/data"]

@@ -1,0 +1,104 @@
+"""The Apptainer (or Singularity) command line: a pure function of validated values.
+
+The container sees the user's data directory at ``/data`` (also its ``$HOME``)
+and the site's extra binds; nothing else of the host's filesystems
+(``--contain``). ``--cleanenv`` keeps the job's environment out: values reach
+the container only as ``APPTAINERENV_<NAME>`` variables, which the batch script
+exports from the job's environment, so no value (the API token least of all)
+is ever on a command line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CONTAINER_DATA_DIR = "/data"
+RUNTIMES = ("apptainer", "singularity")
+# Both runtimes read <PREFIX><NAME> into the container even with --cleanenv.
+ENV_PREFIX = {"apptainer": "APPTAINERENV_", "singularity": "SINGULARITYENV_"}
+
+# Paths in binds are joined with ':' and ',' by the runtime, so neither (nor
+# whitespace) may appear in them.
+_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+@-]*\Z")
+
+
+class ContainerError(ValueError):
+    """A bind or path that cannot be given to the container runtime."""
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: str
+    target: str
+    read_only: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Bind:
+        """``/src``, ``/src:/dst`` or ``/src:/dst:ro|rw`` (read-only unless ``rw``)."""
+        parts = text.split(":")
+        if len(parts) > 3 or not parts[0]:
+            raise ContainerError(f"bind {text!r}: use /source[:/target[:ro|rw]]")
+        source = parts[0]
+        target = parts[1] if len(parts) > 1 and parts[1] else source
+        mode = parts[2] if len(parts) > 2 else "ro"
+        if mode not in ("ro", "rw"):
+            raise ContainerError(f"bind {text!r}: the mode must be ro or rw")
+        bind = cls(source, target, mode == "ro")
+        bind.check()
+        return bind
+
+    def check(self) -> None:
+        for path in (self.source, self.target):
+            if not _PATH_RE.match(path) or "/../" in f"{path}/":
+                raise ContainerError(
+                    f"bind path {path!r} must be absolute, without '..', spaces, ':' or ','"
+                )
+        if self.target == CONTAINER_DATA_DIR or self.target.startswith(CONTAINER_DATA_DIR + "/"):
+            raise ContainerError(f"bind target {self.target!r}: /data is the user's own data")
+
+    def as_arg(self) -> str:
+        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    runtime: str
+    executable: str
+    image: str
+    data_dir: str
+    binds: tuple[Bind, ...] = ()
+    gpus: bool = False
+    # A SIF that an unprivileged user cannot mount (no usable FUSE) is
+    # unpacked to a temporary sandbox at start.
+    unsquash: bool = False
+
+
+def container_argv(spec: ContainerSpec, command: Sequence[str]) -> list[str]:
+    """``[apptainer, exec, ..., image, *command]`` for ``spec``."""
+    if spec.runtime not in RUNTIMES:
+        raise ContainerError(f"container runtime {spec.runtime!r} is not one of {RUNTIMES}")
+    for path in (spec.image, spec.data_dir):
+        if not _PATH_RE.match(path):
+            raise ContainerError(f"{path!r} must be an absolute path without spaces, ':' or ','")
+    argv = [
+        spec.executable,
+        "exec",
+        "--cleanenv",
+        "--contain",
+        "--home",
+        f"{spec.data_dir}:{CONTAINER_DATA_DIR}",
+        "--pwd",
+        CONTAINER_DATA_DIR,
+    ]
+    if spec.unsquash:
+        argv.append("--unsquash")
+    if spec.gpus:
+        argv.append("--nv")
+    for bind in spec.binds:
+        bind.check()
+        argv += ["--bind", bind.as_arg()]
+    argv.append(spec.image)
+    argv += list(command)
+    return argv

@@ -1,0 +1,141 @@
+"""The options form: the profiles a user's institution allows, with their ranges.
+
+Every value is escaped; the form posts the same keys a REST ``user_options``
+body uses, so both routes meet the same validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+
+from .profiles import Profile
+from .units import format_duration, format_size
+
+
+def _field(profile_key: str, name: str, label: str, control: str, hint: str) -> str:
+    ident = f"scitex-{escape(profile_key)}-{name}"
+    return (
+        f'<div class="form-group">'
+        f'<label for="{ident}">{escape(label)}</label>'
+        f"{control.replace('{id}', ident)}"
+        f'<small class="form-text text-muted" id="{ident}-hint">{escape(hint)}</small>'
+        f"</div>"
+    )
+
+
+def _profile_fields(key: str, profile: Profile) -> str:
+    parts = []
+    if len(profile.partitions) > 1:
+        options = "".join(
+            f'<option value="{escape(p)}">{escape(p)}</option>' for p in profile.partitions
+        )
+        parts.append(
+            _field(
+                key,
+                "partition",
+                "Partition",
+                f'<select class="form-control" id="{{id}}" name="partition" '
+                f'aria-describedby="{{id}}-hint">{options}</select>',
+                "The SLURM partition your server runs in.",
+            )
+        )
+    if profile.cpus.adjustable:
+        parts.append(
+            _field(
+                key,
+                "cpus",
+                "CPUs",
+                f'<input class="form-control" type="number" id="{{id}}" name="cpus" '
+                f'min="{profile.cpus.lowest}" max="{profile.cpus.highest}" '
+                f'value="{profile.cpus.default}" aria-describedby="{{id}}-hint">',
+                f"From {profile.cpus.lowest} to {profile.cpus.highest}.",
+            )
+        )
+    if profile.memory.adjustable:
+        parts.append(
+            _field(
+                key,
+                "memory",
+                "Memory",
+                f'<input class="form-control" type="text" id="{{id}}" name="memory" '
+                f'value="{escape(format_size(profile.memory.default))}" '
+                f'pattern="[0-9]+ ?([KMGT]i?B?)?" aria-describedby="{{id}}-hint">',
+                f"From {format_size(profile.memory.lowest)} to "
+                f"{format_size(profile.memory.highest)}, e.g. 2GiB.",
+            )
+        )
+    if profile.runtime.adjustable:
+        parts.append(
+            _field(
+                key,
+                "runtime",
+                "Time limit",
+                f'<input class="form-control" type="text" id="{{id}}" name="runtime" '
+                f'value="{escape(format_duration(profile.runtime.default))}" '
+                f'pattern="([0-9]+-)?[0-9]+:[0-9]{{2}}:[0-9]{{2}}" aria-describedby="{{id}}-hint">',
+                f"From {format_duration(profile.runtime.lowest)} to "
+                f"{format_duration(profile.runtime.highest)} (HH:MM:SS).",
+            )
+        )
+    if profile.gpus.adjustable:
+        parts.append(
+            _field(
+                key,
+                "gpus",
+                "GPUs",
+                f'<input class="form-control" type="number" id="{{id}}" name="gpus" '
+                f'min="{profile.gpus.lowest}" max="{profile.gpus.highest}" '
+                f'value="{profile.gpus.default}" aria-describedby="{{id}}-hint">',
+                f"From {profile.gpus.lowest} to {profile.gpus.highest}.",
+            )
+        )
+    return "".join(parts)
+
+
+def render_options_form(
+    profiles: Mapping[str, Profile],
+    allowed: Sequence[str],
+    *,
+    institution_name: str,
+    notices: Sequence[str] = (),
+) -> str:
+    """HTML for JupyterHub's spawn page. Adjustable fields belong to their profile's
+    fieldset, which is disabled unless that profile is chosen, so only the chosen
+    profile's values are posted."""
+    usable = [name for name in allowed if name in profiles]
+    out = ['<div class="scitex-options">']
+    for notice in notices:
+        out.append(f'<div class="alert alert-warning" role="status">{escape(notice)}</div>')
+    out.append(
+        f"<p>Resources offered to <strong>{escape(institution_name)}</strong>. "
+        "Your server runs as a SLURM job on the cluster.</p>"
+    )
+    out.append("<fieldset><legend>Profile</legend>")
+    for index, name in enumerate(usable):
+        profile = profiles[name]
+        checked = " checked" if index == 0 else ""
+        ident = f"scitex-profile-{escape(name)}"
+        out.append(
+            f'<div class="form-check">'
+            f'<input class="form-check-input" type="radio" name="profile" id="{ident}" '
+            f'value="{escape(name)}"{checked} aria-describedby="{ident}-desc">'
+            f'<label class="form-check-label" for="{ident}">{escape(profile.display_name)}</label>'
+            f'<div id="{ident}-desc" class="form-text text-muted">'
+            f"{escape(profile.description)}</div>"
+            f'<fieldset class="scitex-profile-fields" data-profile="{escape(name)}"'
+            f"{'' if index == 0 else ' disabled'}>{_profile_fields(name, profile)}</fieldset>"
+            f"</div>"
+        )
+    out.append("</fieldset>")
+    # Enable only the chosen profile's fields; without JavaScript the first
+    # profile's fields stay enabled and the defaults of others apply.
+    out.append(
+        "<script>(function(){var form=document.currentScript.closest('form');"
+        "if(!form)return;function sync(){var chosen=form.querySelector("
+        "'input[name=profile]:checked');form.querySelectorAll('.scitex-profile-fields')"
+        ".forEach(function(f){f.disabled=!chosen||f.dataset.profile!==chosen.value;});}"
+        "form.addEventListener('change',sync);sync();})();</script>"
+    )
+    out.append("</div>")
+    return "".join(out)

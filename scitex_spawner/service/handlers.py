@@ -1,0 +1,409 @@
+"""The service's JSON API under ``/services/scitex/``.
+
+Who sees what: hub admins everything; an institution admin (a name in
+``institutions.<id>.admins`` of the site file) their institutions only; anyone else gets
+403 on the admin endpoints (a user may read their own quota and spawn records).
+Callers authenticate with a JupyterHub token (``Authorization: token ...``) or with the
+OAuth cookie a browser gets by visiting ``/services/scitex/``. Database work runs in
+worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthenticated, UserNotAllowed
+from sqlalchemy import Engine
+from tornado import web
+from tornado.log import app_log
+
+from ..db import store as db
+from ..db.models import MAX_BYTES, QuotaOverride, SpawnRecord
+from ..institutions import USERNAME_RE, Institution, InstitutionDirectory
+from .hubapi import HubAPIError, HubDirectory
+
+__all__ = ["Caller", "ServiceContext", "api_handlers"]
+
+MAX_SPAWNS = 500
+# The custom scope of institution admins (jupyterhub_config.apply.apply_roles).
+ADMIN_SCOPE = "custom:scitex:admin"
+
+
+@dataclass
+class ServiceContext:
+    """What every handler needs: the site's institutions, our tables, the hub's API."""
+
+    institutions: Mapping[str, Institution]
+    engine: Engine
+    directory: HubDirectory
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    role: str  # "hub-admin" | "institution-admin" | "user"
+    # Institutions this caller administers; None: all (a hub admin).
+    administers: tuple[str, ...] | None
+
+    def may_administer(self, institution: str | None) -> bool:
+        if self.administers is None:
+            return True
+        return institution is not None and institution in self.administers
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class APIHandler(HubOAuthenticated, web.RequestHandler):
+    """JSON in, JSON out; the hub says who the caller is."""
+
+    def initialize(self, context: ServiceContext, hub_auth: HubOAuth) -> None:
+        self.context = context
+        self.hub_auth = hub_auth
+
+    @property
+    def log(self) -> logging.Logger:
+        return self.settings.get("log") or app_log
+
+    async def prepare(self) -> None:
+        # Asked without blocking the loop (get_current_user would wait synchronously).
+        model = await self.hub_auth.get_user(self, sync=False)
+        if model is not None:
+            try:
+                model = self.check_hub_user(model)
+            except UserNotAllowed:
+                raise web.HTTPError(
+                    403, f"{model.get('name')} may not use the scitex service"
+                ) from None
+        self._hub_auth_user_cache = model
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        message = self._reason
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None:
+            error = exc_info[1]
+            if isinstance(error, web.HTTPError) and error.log_message:
+                message = error.log_message % error.args if error.args else error.log_message
+            elif status_code >= 500:
+                message = "Internal error in the scitex service; see its log"
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    def send(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+    # -- who is asking -------------------------------------------------------------
+
+    def caller(self) -> Caller:
+        model = self.current_user
+        if not model:
+            raise web.HTTPError(
+                403,
+                "Authentication required: send a JupyterHub token (Authorization: token ...) "
+                "or sign in by visiting /services/scitex/",
+            )
+        name = str(model.get("name", ""))
+        if model.get("kind", "user") != "user":
+            # A service's token: no admin rights here.
+            return Caller(name, "user", ())
+        if model.get("admin"):
+            return Caller(name, "hub-admin", None)
+        # The site file's institutions.<id>.admins, and whoever the hub's RBAC gives
+        # custom:scitex:admin!group=<id> (apply_roles grants it to those same admins).
+        granted = {
+            scope.partition("!group=")[2]
+            for scope in model.get("scopes", [])
+            if scope.startswith(ADMIN_SCOPE + "!group=")
+        }
+        administers = tuple(
+            key
+            for key, inst in self.context.institutions.items()
+            if name in inst.admins or key in granted
+        )
+        if administers:
+            return Caller(name, "institution-admin", administers)
+        return Caller(name, "user", ())
+
+    def admin(self) -> Caller:
+        caller = self.caller()
+        if caller.role == "user":
+            raise web.HTTPError(
+                403,
+                f"{caller.name} is neither a hub admin nor an institution admin: "
+                "this endpoint is for administrators",
+            )
+        return caller
+
+    def visible(self, caller: Caller) -> list[str]:
+        if caller.administers is None:
+            return sorted(self.context.institutions)
+        return sorted(caller.administers)
+
+    async def db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, self.context.engine, *args, **kwargs)
+
+    async def hub_user(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.context.directory.user(name)
+        except HubAPIError as e:
+            raise web.HTTPError(502, f"Cannot look up {name}: {e}") from None
+
+
+class IndexHandler(APIHandler):
+    """``GET /services/scitex/``: who you are here, and the API. Browsers sign in here."""
+
+    @web.authenticated
+    def get(self) -> None:
+        caller = self.caller()
+        self.send(
+            {
+                "user": caller.name,
+                "role": caller.role,
+                "institutions": self.visible(caller) if caller.role != "user" else [],
+                "api": [
+                    "api/usage",
+                    "api/institutions",
+                    "api/users/{name}/quota",
+                    "api/spawns?user={name}",
+                ],
+            }
+        )
+
+
+class InstitutionsHandler(APIHandler):
+    async def get(self) -> None:
+        caller = self.admin()
+        rows = await self.db(db.list_institutions, self.visible(caller))
+        self.send(
+            {
+                "institutions": [
+                    {
+                        "id": row.id,
+                        "name": row.name,
+                        "limit_bytes": row.storage_quota_bytes or None,
+                        "admins": list(row.admins),
+                        "slurm_account": row.slurm_account,
+                        "gitea_org": row.gitea_org,
+                        "synced_at": iso(row.synced_at),
+                    }
+                    for row in rows
+                ]
+            }
+        )
+
+
+def _override_model(row: QuotaOverride | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"limit_bytes": row.limit_bytes, "set_by": row.set_by, "set_at": iso(row.set_at)}
+
+
+class UsageHandler(APIHandler):
+    """``GET api/usage``: used and limit per institution and per user."""
+
+    async def get(self) -> None:
+        caller = self.admin()
+        visible = self.visible(caller)
+        latest = await self.db(db.latest_usage_of, visible)
+        members: dict[str, list[str]] = {}
+        for key in visible:
+            try:
+                members[key] = await self.context.directory.group_members(key)
+            except HubAPIError as e:
+                # The measurements still answer; users without one are then missing.
+                self.log.warning("Members of %s unknown: %s", key, e)
+                members[key] = []
+        names = {u for key in visible for u in (*latest[key], *members[key])}
+        overrides = await self.db(db.overrides_of, names)
+        report = []
+        for key in visible:
+            inst = self.context.institutions[key]
+            users = []
+            for name in sorted({*latest[key], *members[key]}):
+                row = latest[key].get(name)
+                override = overrides.get(name)
+                users.append(
+                    {
+                        "name": name,
+                        "used_bytes": row.used_bytes if row else None,
+                        "limit_bytes": db.effective_limit(
+                            override.limit_bytes if override else None, inst.storage_quota
+                        ),
+                        "override": _override_model(override),
+                        "measured_at": iso(row.measured_at) if row else None,
+                        "source": row.source if row else None,
+                    }
+                )
+            report.append(
+                {
+                    "id": key,
+                    "name": inst.name,
+                    "used_bytes": sum(u["used_bytes"] or 0 for u in users),
+                    # What each user gets unless an admin set an override.
+                    "limit_bytes": inst.storage_quota or None,
+                    "users": users,
+                }
+            )
+        self.send({"institutions": report})
+
+
+class UserQuotaHandler(APIHandler):
+    """``GET/PUT/DELETE api/users/{name}/quota``: a user's override of their institution's quota."""
+
+    async def _target(self, name: str, *, reading: bool) -> tuple[Caller, str]:
+        caller = self.caller()
+        if not USERNAME_RE.match(name):
+            raise web.HTTPError(400, f"{name!r} is not a valid user name")
+        if caller.role == "user" and not (reading and name == caller.name):
+            raise web.HTTPError(
+                403,
+                f"{caller.name} is neither a hub admin nor an institution admin: only "
+                "they can " + ("read other users' quotas" if reading else "change quotas"),
+            )
+        model = await self.hub_user(name)
+        if model is None:
+            raise web.HTTPError(404, f"No user {name!r} on this hub")
+        institution = InstitutionDirectory(self.context.institutions).of_groups(
+            model.get("groups", [])
+        )
+        if institution is None:
+            raise web.HTTPError(404, f"{name} belongs to no institution served by this hub")
+        if caller.role != "user" and not caller.may_administer(institution):
+            raise web.HTTPError(
+                403,
+                f"{caller.name} administers {', '.join(caller.administers or ())}; "
+                f"{name} belongs to {institution}",
+            )
+        return caller, institution
+
+    async def _model(self, name: str, institution: str) -> dict[str, Any]:
+        override = await self.db(db.get_override, name)
+        usage = await self.db(db.latest_usage, name, institution)
+        quota = self.context.institutions[institution].storage_quota
+        return {
+            "user": name,
+            "institution": institution,
+            "limit_bytes": db.effective_limit(override.limit_bytes if override else None, quota),
+            "institution_limit_bytes": quota or None,
+            "override": _override_model(override),
+            "used_bytes": usage.used_bytes if usage else None,
+            "measured_at": iso(usage.measured_at) if usage else None,
+            "source": usage.source if usage else None,
+        }
+
+    async def get(self, name: str) -> None:
+        _, institution = await self._target(name, reading=True)
+        self.send(await self._model(name, institution))
+
+    async def put(self, name: str) -> None:
+        caller, institution = await self._target(name, reading=False)
+        limit = parse_limit_body(self.request.body)
+        await self.db(db.set_override, name, limit, set_by=caller.name, institution=institution)
+        self.log.info("Quota of %s set to %d bytes by %s", name, limit, caller.name)
+        self.send(await self._model(name, institution))
+
+    async def delete(self, name: str) -> None:
+        caller, _ = await self._target(name, reading=False)
+        if not await self.db(db.delete_override, name):
+            raise web.HTTPError(404, f"{name} has no quota override")
+        self.log.info("Quota override of %s removed by %s", name, caller.name)
+        self.set_status(204)
+        self.finish()
+
+
+def parse_limit_body(body: bytes) -> int:
+    """``{"limit_bytes": <int>}`` -> the int; 400 with the reason otherwise."""
+    usage = 'send {"limit_bytes": <whole number of bytes>} (0: no limit)'
+    try:
+        data = json.loads(body or b"")
+    except ValueError:
+        raise web.HTTPError(400, f"The body is not JSON: {usage}") from None
+    if not isinstance(data, dict) or "limit_bytes" not in data:
+        raise web.HTTPError(400, f"No limit_bytes in the body: {usage}")
+    unknown = sorted(set(data) - {"limit_bytes"})
+    if unknown:
+        raise web.HTTPError(400, f"Unknown keys {', '.join(unknown)}: {usage}")
+    value = data["limit_bytes"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise web.HTTPError(400, f"limit_bytes must be a whole number of bytes, got {value!r}")
+    if value < 0:
+        raise web.HTTPError(400, f"limit_bytes cannot be negative, got {value}")
+    if value > MAX_BYTES:
+        raise web.HTTPError(400, f"limit_bytes is too large (at most {MAX_BYTES})")
+    return value
+
+
+def _spawn_model(row: SpawnRecord) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "hub_id": row.hub_id,
+        "user": row.user,
+        "server_name": row.server_name,
+        "institution": row.institution,
+        "profile": row.profile,
+        "resources": row.resources,
+        "image": row.image,
+        "image_digest": row.image_digest,
+        "job_id": row.job_id,
+        "node": row.node,
+        "started_at": iso(row.started_at),
+        "submitted_at": iso(row.submitted_at),
+        "ready_at": iso(row.ready_at),
+        "ended_at": iso(row.ended_at),
+        "end_reason": row.end_reason,
+    }
+
+
+class SpawnsHandler(APIHandler):
+    """``GET api/spawns?user=&limit=``: recent spawn records with their recipe, newest first."""
+
+    async def get(self) -> None:
+        caller = self.caller()
+        user = self.get_argument("user", None) or None
+        if user is not None and not USERNAME_RE.match(user):
+            raise web.HTTPError(400, f"{user!r} is not a valid user name")
+        raw_limit = self.get_argument("limit", "50")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_SPAWNS:
+            raise web.HTTPError(400, f"limit must be a whole number from 1 to {MAX_SPAWNS}")
+        institutions: Iterable[str] | None = None
+        if caller.role == "user":
+            # A user may read their own records, nobody else's.
+            if user not in (None, caller.name):
+                raise web.HTTPError(403, f"{caller.name} may read their own spawn records only")
+            user = caller.name
+        elif caller.administers is not None:
+            institutions = caller.administers
+        rows = await self.db(
+            db.recent_spawns, user=user, institutions=institutions, limit=int(raw_limit)
+        )
+        self.send({"spawns": [_spawn_model(row) for row in rows]})
+
+
+class NotFoundHandler(APIHandler):
+    async def prepare(self) -> None:
+        raise web.HTTPError(404, f"No such endpoint: {self.request.path}")
+
+
+def api_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    """Routes under ``prefix`` (``/services/scitex/``)."""
+    return [
+        (prefix, IndexHandler),
+        (prefix + "api/usage", UsageHandler),
+        (prefix + "api/institutions", InstitutionsHandler),
+        (prefix + r"api/users/([^/]+)/quota", UserQuotaHandler),
+        (prefix + "api/spawns", SpawnsHandler),
+        (prefix + "api/.*", NotFoundHandler),
+    ]

@@ -1,0 +1,207 @@
+"""Storage quota end to end: a real hub with the scitex service, SLURM, PAM, the proxy.
+
+alice writes through the contents API; her server and the service both see it; bob (an
+admin of her institution) lowers her quota through the service; her restarted server
+refuses a save past it with 507 and keeps the old file; the usage view follows each
+role; and once she is over the limit her server does not start, with a clear message.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import signed_in
+from tests.e2e.hubprocess import Hub, HubUser, job_ids_of, new_hub
+
+pytestmark = pytest.mark.e2e
+
+KiB, MiB, GiB = 1024, 1024**2, 1024**3
+DATA_BYTES = 300 * KiB
+
+
+@pytest.fixture(scope="module")
+def hub(services: str) -> Iterator[Hub]:
+    hub = new_hub(service={"usage_scan_interval": 1})
+    institutions = hub.settings["institutions"]
+    # bob administers demo-u; erin belongs to and administers other-u.
+    institutions["demo-u"]["users"] = ["alice", "bob"]
+    institutions["demo-u"]["admins"] = ["bob"]
+    institutions["other-u"]["users"] = ["carol", "erin"]
+    institutions["other-u"]["admins"] = ["erin"]
+    hub.start()
+    yield hub
+    hub.cancel_all_jobs()
+    hub.kill()
+    hub.stop_proxy()
+    shutil.rmtree(hub.root, ignore_errors=True)
+
+
+def wait_for(what: str, hub: Hub, check: Any, timeout: float = 60) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail with the hub's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"{what} not within {timeout} s:\n{hub.log_tail(80)}")
+
+
+def service_usage(user: HubUser) -> dict[str, Any] | None:
+    r = user.api("GET", "/services/scitex/api/usage")
+    return r.json() if r.status_code == 200 else None
+
+
+def user_usage(report: dict[str, Any], institution: str, name: str) -> dict[str, Any]:
+    [inst] = [i for i in report["institutions"] if i["id"] == institution]
+    [row] = [u for u in inst["users"] if u["name"] == name]
+    return dict(row)
+
+
+def put_file(user: HubUser, path: str, data: bytes) -> Any:
+    return user.api(
+        "PUT",
+        f"/user/{user.name}/api/contents/{path}",
+        json={"type": "file", "format": "base64", "content": base64.b64encode(data).decode()},
+    )
+
+
+def server_quota(user: HubUser) -> dict[str, Any]:
+    def answer() -> dict[str, Any] | None:
+        r = user.api("GET", f"/user/{user.name}/scitex/api/quota")
+        return r.json() if r.status_code == 200 else None  # 503 until the first scan
+
+    return dict(wait_for(f"{user.name}'s quota", user.hub, answer, timeout=30))
+
+
+def test_quota_from_writing_to_507_and_refusal(hub: Hub, password: str) -> None:
+    admin = signed_in(hub, "admin", password)
+    alice = signed_in(hub, "alice", password)
+    bob = signed_in(hub, "bob", password)
+    carol = signed_in(hub, "carol", password)
+    erin = signed_in(hub, "erin", password)
+    # The hub started its service (a missing one fails here, in CI too).
+    wait_for("the scitex service", hub, lambda: service_usage(admin), timeout=60)
+
+    # alice's server, and files written through the contents API.
+    r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
+    assert r.status_code in (201, 202), r.text
+    alice.wait_ready()
+    assert put_file(alice, "data.bin", os.urandom(DATA_BYTES)).status_code in (200, 201)
+    old = b"the old file, which a refused save must leave intact\n"
+    assert put_file(alice, "notes.txt", old).status_code in (200, 201)
+
+    quota = server_quota(alice)
+    assert quota["user"] == "alice"
+    assert quota["institution"] == "demo-u"
+    assert quota["used_bytes"] >= DATA_BYTES
+    assert quota["limit_bytes"] == 10 * GiB
+
+    # The service measures her directory too.
+    def measured() -> dict[str, Any] | None:
+        report = service_usage(admin)
+        row = user_usage(report, "demo-u", "alice") if report else None
+        return row if row and (row["used_bytes"] or 0) >= DATA_BYTES else None
+
+    row = wait_for("the service's measurement of alice", hub, measured)
+    assert row["source"] == "scan"
+    assert row["limit_bytes"] == 10 * GiB
+
+    # bob, admin of demo-u, gives alice a small quota: a little above what she uses.
+    limit = row["used_bytes"] + 1 * MiB
+    r = bob.api("PUT", "/services/scitex/api/users/alice/quota", json={"limit_bytes": limit})
+    assert r.status_code == 200, r.text
+    assert r.json()["limit_bytes"] == limit
+    assert r.json()["override"]["set_by"] == "bob"
+    # Only the admins of her institution (and hub admins) may.
+    for other in (erin, carol):
+        r = other.api("PUT", "/services/scitex/api/users/alice/quota", json={"limit_bytes": 1})
+        assert r.status_code == 403, r.text
+    r = bob.api("PUT", "/services/scitex/api/users/carol/quota", json={"limit_bytes": 1})
+    assert r.status_code == 403
+    assert r.json()["message"] == "bob administers demo-u; carol belongs to other-u"
+    r = bob.api("PUT", "/services/scitex/api/users/alice/quota", json={"limit_bytes": -5})
+    assert r.status_code == 400
+    assert "cannot be negative" in r.json()["message"]
+
+    # alice restarts her server: it gets the new limit.
+    assert alice.api("DELETE", "/hub/api/users/alice/server").status_code in (202, 204)
+    alice.wait_stopped()
+    r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
+    assert r.status_code in (201, 202), r.text
+    alice.wait_ready()
+    assert server_quota(alice)["limit_bytes"] == limit
+
+    # A save past the limit: 507, and the old file is intact.
+    r = put_file(alice, "notes.txt", os.urandom(2 * MiB))
+    assert r.status_code == 507, r.text
+    assert "Storage quota exceeded" in r.json()["message"]
+    r = alice.api("GET", "/user/alice/api/contents/notes.txt?content=1&format=base64")
+    assert r.status_code == 200
+    assert base64.b64decode(r.json()["content"]) == old
+
+    # The usage view per role.
+    report = service_usage(admin)
+    assert report is not None
+    assert [i["id"] for i in report["institutions"]] == ["demo-u", "other-u"]
+    assert user_usage(report, "demo-u", "alice")["limit_bytes"] == limit
+    report = service_usage(bob)
+    assert report is not None and [i["id"] for i in report["institutions"]] == ["demo-u"]
+    report = service_usage(erin)
+    assert report is not None and [i["id"] for i in report["institutions"]] == ["other-u"]
+    r = carol.api("GET", "/services/scitex/api/usage")
+    assert r.status_code == 403, r.text
+
+    # Each spawn was recorded with its recipe, job, node and times.
+    r = admin.api("GET", "/services/scitex/api/spawns?user=alice")
+    assert r.status_code == 200, r.text
+    latest, first = r.json()["spawns"][:2]
+    assert latest["job_id"] == job_ids_of(hub, "alice")[0]
+    assert (latest["node"], latest["profile"], latest["institution"]) == (
+        "localhost",
+        "small",
+        "demo-u",
+    )
+    assert latest["resources"]["cpus"] == 1
+    assert latest["ready_at"] is not None and latest["ended_at"] is None
+    assert (first["end_reason"], first["node"]) == ("stopped", "localhost")
+    assert first["ended_at"] is not None and first["ready_at"] is not None
+
+    # Over the limit: her server does not start, and she is told why and what to do.
+    assert alice.api("DELETE", "/hub/api/users/alice/server").status_code in (202, 204)
+    alice.wait_stopped()
+    r = bob.api("PUT", "/services/scitex/api/users/alice/quota", json={"limit_bytes": 64 * KiB})
+    assert r.status_code == 200, r.text
+    r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert message.startswith("Storage quota exceeded: alice's data directory uses ")
+    assert "of a 64.0 KiB limit" in message
+    assert "Ask your institution's administrators (bob) to raise your quota" in message
+    assert job_ids_of(hub, "alice") == []
+    assert not alice.server_model()
+
+
+def test_a_browser_signs_in_to_the_service_through_oauth(hub: Hub, password: str) -> None:
+    bob = signed_in(hub, "bob", password)
+    wait_for("the scitex service", hub, lambda: service_usage(bob), timeout=60)
+    # The hub's cookie gets the browser through OAuth to the service's own cookie.
+    r = bob.session.get(hub.url + "/services/scitex/", timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["user"] == "bob"
+    assert r.json()["role"] == "institution-admin"
+    r = bob.session.get(hub.url + "/services/scitex/api/usage", timeout=30)
+    assert r.status_code == 200, r.text
+    assert [i["id"] for i in r.json()["institutions"]] == ["demo-u"]
+    # A write with the cookie alone (no XSRF token) is refused.
+    r = bob.session.put(
+        hub.url + "/services/scitex/api/users/alice/quota", json={"limit_bytes": 1}, timeout=30
+    )
+    assert r.status_code == 403, r.text
