@@ -48,9 +48,8 @@ def require_slurm() -> None:
         ).stdout
     except (subprocess.SubprocessError, OSError) as e:
         missing("SLURM", f"sinfo failed: {e}")
-    if not any(
-        state.strip().rstrip("*") in ("idle", "mixed", "allocated") for state in out.split()
-    ):
+    usable = ("idle", "mixed", "allocated", "completing", "planned", "reserved")
+    if not any(state.strip().rstrip("*~#$@") in usable for state in out.split()):
         missing("SLURM", f"no usable node (sinfo says {out.strip()!r})")
 
 

@@ -289,6 +289,21 @@ def processes_of(user: str, pattern: str) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
+def server_pids(hub: Hub, user: str) -> list[int]:
+    """The notebook-server processes of ``user`` that belong to this hub (other
+    hubs on the machine may run servers for the same user)."""
+    port = hub.settings["hub"]["hub_bind_url"].rsplit(":", 1)[1].strip("/")
+    pids = []
+    for pid in processes_of(user, "jupyterhub.singleuser"):
+        try:
+            api_url = read_environ(pid).get("JUPYTERHUB_API_URL", "")
+        except OSError:
+            continue
+        if f":{port}/" in api_url:
+            pids.append(pid)
+    return pids
+
+
 def cmdlines() -> list[str]:
     lines = []
     for entry in Path("/proc").iterdir():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import signed_in
-from tests.e2e.hubprocess import Hub, HubUser, cmdlines, new_hub, processes_of, read_environ
+from tests.e2e.hubprocess import Hub, HubUser, cmdlines, new_hub, read_environ, server_pids
 from tests.services import DEV_DIR, PREFIX, require_executable
 
 pytestmark = pytest.mark.e2e
@@ -51,8 +51,8 @@ def hub(services: str) -> Iterator[Hub]:
     shutil.rmtree(hub.root, ignore_errors=True)
 
 
-def server_pid(user: str) -> int:
-    pids = processes_of(user, "jupyterhub.singleuser")
+def server_pid(hub: Hub, user: str) -> int:
+    pids = server_pids(hub, user)
     assert pids, f"no notebook server of {user}"
     return pids[0]
 
@@ -83,7 +83,7 @@ def test_server_runs_in_its_own_container(hub: Hub, alice: HubUser, password: st
         assert r.status_code in (201, 202), r.text
     for user in (alice, bob):
         user.wait_ready()
-    pid = server_pid("alice")
+    pid = server_pid(hub, "alice")
 
     # Its own mount namespace, and /data is alice's directory.
     assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
@@ -121,7 +121,7 @@ def test_container_parent_process_is_apptainer(hub: Hub, alice: HubUser) -> None
     if not alice.server_model().get("ready"):
         alice.api("POST", "/hub/api/users/alice/server", json={})
         alice.wait_ready()
-    pid = server_pid("alice")
+    pid = server_pid(hub, "alice")
     # The server's ancestors include Apptainer's starter, not a bare shell.
     ancestry = []
     current = pid

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.hubprocess import REPO, Hub, HubUser, new_hub, processes_of
+from tests.e2e.hubprocess import REPO, Hub, HubUser, new_hub, server_pids
 from tests.e2e.test_apptainer import APPTAINER, in_container
 from tests.services import DEV_DIR, in_ci, missing, require_executable
 
@@ -63,7 +63,12 @@ def image(services: str) -> Path:
 @pytest.fixture(scope="module")
 def hub(image: Path) -> Iterator[Hub]:
     hub = new_hub(
-        container={"runtime": "apptainer", "executable": APPTAINER, "image": str(image.resolve())},
+        container={
+            "runtime": "apptainer",
+            "executable": APPTAINER,
+            "image": str(image.resolve()),
+            "extra_binds": [],
+        },
         notebook={"python": "/opt/venv/bin/python", "args": []},
     )
     hub.start()
@@ -78,7 +83,7 @@ def test_spawn_from_the_built_image(hub: Hub, image: Path, alice: HubUser) -> No
     r = alice.api("POST", "/hub/api/users/alice/server", json={})
     assert r.status_code in (201, 202), r.text
     alice.wait_ready(timeout=180)
-    pid = processes_of("alice", "jupyterhub.singleuser")[0]
+    pid = server_pids(hub, "alice")[0]
     # The server's Python is the image's, not the host's venv.
     assert os.readlink(f"/proc/{pid}/exe").startswith("/usr/bin/python3")
     assert in_container(pid, "test", "-x", "/opt/venv/bin/jupyterhub-singleuser").returncode == 0

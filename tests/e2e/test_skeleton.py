@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import signed_in
-from tests.e2e.hubprocess import Hub, HubUser, cmdlines, job_ids_of, processes_of, read_environ
+from tests.e2e.hubprocess import Hub, HubUser, cmdlines, job_ids_of, read_environ, server_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ def test_alice_server_runs_as_her_slurm_job(hub: Hub, alice: HubUser, bob: HubUs
     assert 0 < info["time_left_seconds"] <= 3600
 
     # The server process is alice's, and her data directory is private to her.
-    pids = processes_of("alice", "jupyterhub.singleuser")
+    pids = server_pids(hub, "alice")
     assert pids, "no notebook server process owned by alice"
     data_dir = hub.root / "data" / "demo-u" / "alice"
     st = data_dir.stat()
@@ -72,7 +72,7 @@ def test_batchspawner_attribute_api_is_gone(hub: Hub, alice: HubUser) -> None:
         alice.api("POST", "/hub/api/users/alice/server", json={})
         alice.wait_ready()
     job_id = job_ids_of(hub, "alice")[0]
-    server_token = read_environ(processes_of("alice", "jupyterhub.singleuser")[0])[
+    server_token = read_environ(server_pids(hub, "alice")[0])[
         "JUPYTERHUB_API_TOKEN"
     ]
     evil = {
