@@ -31,6 +31,7 @@ PACKAGES=(
   python3-venv python3-dev
   git curl ca-certificates procps passwd util-linux
   nginx openssl gettext-base
+  chromium
 )
 
 print_only=false

@@ -28,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["upgrade", "current"])
     parser.add_argument("--db-url", help="SQLAlchemy URL (default: the site file's hub.db_url)")
     args = parser.parse_args(argv)
-    url = _db_url(args.db_url)
+    from jupyterhub_config.settings import SettingsError
+
+    try:
+        url = _db_url(args.db_url)
+    except SettingsError as e:
+        parser.exit(1, f"{parser.prog}: {e}\n")
     if args.action == "upgrade":
         print(f"scitex tables at revision {upgrade(url)}")
     else:

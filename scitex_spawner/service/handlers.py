@@ -35,6 +35,14 @@ MAX_SPAWNS = 500
 ADMIN_SCOPE = "custom:scitex:admin"
 
 
+class APIError(web.HTTPError):
+    """An answer with a message for the caller; the message may hold any text (a name
+    the caller sent), so it is passed as an argument, never as a format string."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, "%s", message)
+
+
 @dataclass
 class ServiceContext:
     """What every handler needs: the site's institutions, our tables, the hub's API."""
@@ -81,9 +89,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             try:
                 model = self.check_hub_user(model)
             except UserNotAllowed:
-                raise web.HTTPError(
-                    403, f"{model.get('name')} may not use the scitex service"
-                ) from None
+                raise APIError(403, f"{model.get('name')} may not use the scitex service") from None
         self._hub_auth_user_cache = model
 
     def set_default_headers(self) -> None:
@@ -110,7 +116,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     def caller(self) -> Caller:
         model = self.current_user
         if not model:
-            raise web.HTTPError(
+            raise APIError(
                 403,
                 "Authentication required: send a JupyterHub token (Authorization: token ...) "
                 "or sign in by visiting /services/scitex/",
@@ -140,7 +146,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     def admin(self) -> Caller:
         caller = self.caller()
         if caller.role == "user":
-            raise web.HTTPError(
+            raise APIError(
                 403,
                 f"{caller.name} is neither a hub admin nor an institution admin: "
                 "this endpoint is for administrators",
@@ -159,7 +165,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         try:
             return await self.context.directory.user(name)
         except HubAPIError as e:
-            raise web.HTTPError(502, f"Cannot look up {name}: {e}") from None
+            raise APIError(502, f"Cannot look up {name}: {e}") from None
 
 
 class IndexHandler(APIHandler):
@@ -266,23 +272,23 @@ class UserQuotaHandler(APIHandler):
     async def _target(self, name: str, *, reading: bool) -> tuple[Caller, str]:
         caller = self.caller()
         if not USERNAME_RE.match(name):
-            raise web.HTTPError(400, f"{name!r} is not a valid user name")
+            raise APIError(400, f"{name!r} is not a valid user name")
         if caller.role == "user" and not (reading and name == caller.name):
-            raise web.HTTPError(
+            raise APIError(
                 403,
                 f"{caller.name} is neither a hub admin nor an institution admin: only "
                 "they can " + ("read other users' quotas" if reading else "change quotas"),
             )
         model = await self.hub_user(name)
         if model is None:
-            raise web.HTTPError(404, f"No user {name!r} on this hub")
+            raise APIError(404, f"No user {name!r} on this hub")
         institution = InstitutionDirectory(self.context.institutions).of_groups(
             model.get("groups", [])
         )
         if institution is None:
-            raise web.HTTPError(404, f"{name} belongs to no institution served by this hub")
+            raise APIError(404, f"{name} belongs to no institution served by this hub")
         if caller.role != "user" and not caller.may_administer(institution):
-            raise web.HTTPError(
+            raise APIError(
                 403,
                 f"{caller.name} administers {', '.join(caller.administers or ())}; "
                 f"{name} belongs to {institution}",
@@ -318,7 +324,7 @@ class UserQuotaHandler(APIHandler):
     async def delete(self, name: str) -> None:
         caller, _ = await self._target(name, reading=False)
         if not await self.db(db.delete_override, name):
-            raise web.HTTPError(404, f"{name} has no quota override")
+            raise APIError(404, f"{name} has no quota override")
         self.log.info("Quota override of %s removed by %s", name, caller.name)
         self.set_status(204)
         self.finish()
@@ -330,19 +336,19 @@ def parse_limit_body(body: bytes) -> int:
     try:
         data = json.loads(body or b"")
     except ValueError:
-        raise web.HTTPError(400, f"The body is not JSON: {usage}") from None
+        raise APIError(400, f"The body is not JSON: {usage}") from None
     if not isinstance(data, dict) or "limit_bytes" not in data:
-        raise web.HTTPError(400, f"No limit_bytes in the body: {usage}")
+        raise APIError(400, f"No limit_bytes in the body: {usage}")
     unknown = sorted(set(data) - {"limit_bytes"})
     if unknown:
-        raise web.HTTPError(400, f"Unknown keys {', '.join(unknown)}: {usage}")
+        raise APIError(400, f"Unknown keys {', '.join(unknown)}: {usage}")
     value = data["limit_bytes"]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise web.HTTPError(400, f"limit_bytes must be a whole number of bytes, got {value!r}")
+        raise APIError(400, f"limit_bytes must be a whole number of bytes, got {value!r}")
     if value < 0:
-        raise web.HTTPError(400, f"limit_bytes cannot be negative, got {value}")
+        raise APIError(400, f"limit_bytes cannot be negative, got {value}")
     if value > MAX_BYTES:
-        raise web.HTTPError(400, f"limit_bytes is too large (at most {MAX_BYTES})")
+        raise APIError(400, f"limit_bytes is too large (at most {MAX_BYTES})")
     return value
 
 
@@ -374,15 +380,15 @@ class SpawnsHandler(APIHandler):
         caller = self.caller()
         user = self.get_argument("user", None) or None
         if user is not None and not USERNAME_RE.match(user):
-            raise web.HTTPError(400, f"{user!r} is not a valid user name")
+            raise APIError(400, f"{user!r} is not a valid user name")
         raw_limit = self.get_argument("limit", "50")
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_SPAWNS:
-            raise web.HTTPError(400, f"limit must be a whole number from 1 to {MAX_SPAWNS}")
+            raise APIError(400, f"limit must be a whole number from 1 to {MAX_SPAWNS}")
         institutions: Iterable[str] | None = None
         if caller.role == "user":
             # A user may read their own records, nobody else's.
             if user not in (None, caller.name):
-                raise web.HTTPError(403, f"{caller.name} may read their own spawn records only")
+                raise APIError(403, f"{caller.name} may read their own spawn records only")
             user = caller.name
         elif caller.administers is not None:
             institutions = caller.administers
@@ -394,7 +400,7 @@ class SpawnsHandler(APIHandler):
 
 class NotFoundHandler(APIHandler):
     async def prepare(self) -> None:
-        raise web.HTTPError(404, f"No such endpoint: {self.request.path}")
+        raise APIError(404, f"No such endpoint: {self.request.path}")
 
 
 def api_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:

@@ -105,64 +105,66 @@ def installed(services: str) -> Iterator[tuple[Installed, dict[str, Any]]]:
     # The jobs run the venv's Python as alice: every level must be traversable.
     root.chmod(0o755)
     inst = Installed(root)
-    args = [
-        "bash", str(INSTALL),
-        "--prefix", str(inst.prefix),
-        "--config-dir", str(inst.config_dir),
-        "--state-dir", str(inst.state_dir),
-        "--slurm-conf", SLURM_CONF,
-        "--no-systemd",
-    ]  # fmt: skip
-    hub_id = "bm-" + os.urandom(3).hex()
-    args += ["--hub-id", hub_id]
-    postgres = fresh_database(hub_id.replace("-", "_"))
-    if postgres:
-        # The guide's PostgreSQL way: a URL without password, the password in a file.
-        url = make_url(postgres)
-        password_file = root / "db-password"
-        password_file.write_text(str(url.password))
-        password_file.chmod(0o600)
-        args += [
-            "--db-url",
-            URL.create(
-                url.drivername,
-                username=url.username,
-                host=url.host,
-                port=url.port,
-                database=url.database,
-            ).render_as_string(),
-            "--db-password-file",
-            str(password_file),
-        ]
-    started = time.monotonic()
-    out = subprocess.run(args, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    info = {
-        "install_seconds": time.monotonic() - started,
-        "postgres": bool(postgres),
-        "db_url": postgres,
-    }
-
-    # The admin's edit: who may sign in, and (for this machine) free ports and a
-    # quick queue poll.
-    site_file = inst.config_dir / "scitex.yaml"
-    site = yaml.safe_load(site_file.read_text())
-    site["institutions"]["lab"]["users"] = ["alice"]
-    site["hub"].update(
-        bind_url=f"http://127.0.0.1:{free_port()}",
-        hub_bind_url=f"http://127.0.0.1:{free_port()}",
-        proxy_api_url=f"http://127.0.0.1:{free_port()}",
-    )
-    site["slurm"]["poll_interval"] = 2
-    site["profiles"]["default"].update(cpus={"default": 1, "max": 2}, memory="512MiB")
-    site_file.write_text(yaml.safe_dump(site))
-    info["site"] = site
+    site: dict[str, Any] | None = None
+    # Everything the install leaves is removed, also when a step fails.
     try:
+        args = [
+            "bash", str(INSTALL),
+            "--prefix", str(inst.prefix),
+            "--config-dir", str(inst.config_dir),
+            "--state-dir", str(inst.state_dir),
+            "--slurm-conf", SLURM_CONF,
+            "--no-systemd",
+        ]  # fmt: skip
+        hub_id = "bm-" + os.urandom(3).hex()
+        args += ["--hub-id", hub_id]
+        postgres = fresh_database(hub_id.replace("-", "_"))
+        if postgres:
+            # The guide's PostgreSQL way: a URL without password, the password in a file.
+            url = make_url(postgres)
+            password_file = root / "db-password"
+            password_file.write_text(str(url.password))
+            password_file.chmod(0o600)
+            args += [
+                "--db-url",
+                URL.create(
+                    url.drivername,
+                    username=url.username,
+                    host=url.host,
+                    port=url.port,
+                    database=url.database,
+                ).render_as_string(),
+                "--db-password-file",
+                str(password_file),
+            ]
+        started = time.monotonic()
+        out = subprocess.run(args, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+        info = {
+            "install_seconds": time.monotonic() - started,
+            "postgres": bool(postgres),
+            "db_url": postgres,
+        }
+
+        # The admin's edit: who may sign in, and (for this machine) free ports and a
+        # quick queue poll.
+        site_file = inst.config_dir / "scitex.yaml"
+        site = yaml.safe_load(site_file.read_text())
+        site["institutions"]["lab"]["users"] = ["alice"]
+        site["hub"].update(
+            bind_url=f"http://127.0.0.1:{free_port()}",
+            hub_bind_url=f"http://127.0.0.1:{free_port()}",
+            proxy_api_url=f"http://127.0.0.1:{free_port()}",
+        )
+        site["slurm"]["poll_interval"] = 2
+        site["profiles"]["default"].update(cpus={"default": 1, "max": 2}, memory="512MiB")
+        site_file.write_text(yaml.safe_dump(site))
+        info["site"] = site
         yield inst, info
     finally:
         inst.stop_all()
-        hub = Hub(settings=site, root=root)
-        hub.cancel_all_jobs()
+        if site is not None:
+            Hub(settings=site, root=root).cancel_all_jobs()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -61,27 +61,29 @@ def front(hub: Hub) -> Iterator[Front]:
         "SCITEX_NGINX_HTTP_PORT": str(http_port),
     }
     hub_port = hub.url.rsplit(":", 1)[1]
-    out = subprocess.run(
-        ["bash", str(NGINX_SH), "start", hub_port],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    values = dict(line.split("=", 1) for line in out.stdout.split())
-    front = Front(
-        url=values["SCITEX_NGINX_URL"],
-        ca=values["SCITEX_NGINX_CA"],
-        hub=hub,
-        http_url=f"http://127.0.0.1:{http_port}",
-    )
-    # Every request of this module trusts the test CA and nothing else.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REQUESTS_CA_BUNDLE", front.ca)
-        yield front
-    subprocess.run(["bash", str(NGINX_SH), "stop"], env=env, check=False, timeout=30)
-    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        out = subprocess.run(
+            ["bash", str(NGINX_SH), "start", hub_port],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        values = dict(line.split("=", 1) for line in out.stdout.split())
+        front = Front(
+            url=values["SCITEX_NGINX_URL"],
+            ca=values["SCITEX_NGINX_CA"],
+            hub=hub,
+            http_url=f"http://127.0.0.1:{http_port}",
+        )
+        # Every request of this module trusts the test CA and nothing else.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("REQUESTS_CA_BUNDLE", front.ca)
+            yield front
+    finally:
+        subprocess.run(["bash", str(NGINX_SH), "stop"], env=env, check=False, timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -191,7 +191,7 @@ def test_project_id_from_environment(root: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_quota_id_cannot_inject_commands(root: Path) -> None:
     # The id goes inside xfs_quota's -c string: only plain ids and names are accepted.
-    for bad in ("1001; off -p", "1001' /etc", "-u root", "$(id)"):
+    for bad in ("1001; off -p", "1001' /etc", "-u root", "$(id)", "1001\n"):
         with pytest.raises(TraitError, match="quota_id"):
             XfsQuotaBackend(root=str(root), quota_id=bad)
 

@@ -41,3 +41,17 @@ def postgres_url(name: str) -> str:
     if not url.startswith("postgresql"):
         missing("PostgreSQL", "postgres.sh createdb printed no URL")
     return url
+
+
+def drop_postgres(url: str) -> None:
+    """Drop the database of ``url`` (made by :func:`postgres_url`), connecting to ``postgres``."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    dsn = parsed.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # The name is ours (postgres_url's caller): scitex_t_<test>.
+        conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')

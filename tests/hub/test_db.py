@@ -28,7 +28,7 @@ from scitex_spawner.db import store as db
 from scitex_spawner.db.engine import dispose_engine
 from scitex_spawner.db.migrate import VERSION_TABLE
 from scitex_spawner.institutions import Institution
-from tests.hub.dbhelpers import postgres_url, sqlite_url
+from tests.hub.dbhelpers import drop_postgres, postgres_url, sqlite_url
 
 OUR_TABLES = {"scitex_institutions", "scitex_quota_overrides", "scitex_usage", "scitex_spawns"}
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -43,6 +43,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = postgres_url(name)
     yield url
     dispose_engine(url)
+    if request.param == "postgresql":
+        drop_postgres(url)
 
 
 def table_names(url: str) -> set[str]:
@@ -210,7 +212,7 @@ def test_effective_limit(override: int | None, quota: int, expected: int | None)
 
 def test_institutions_follow_the_site_file(engine: Engine) -> None:
     first = {
-        "a-u": Institution(name="A", storage_quota="1GiB", admins=("bob",)),
+        "a-u": Institution(name="A", storage_quota=1024**3, admins=("bob",)),
         "b-u": Institution(name="B"),
     }
     db.sync_institutions(engine, first)

@@ -30,7 +30,7 @@ from tests.hub.dbhelpers import sqlite_url
 from tests.hub.test_spawner import make_spawner
 
 GiB = 1024**3
-DEMO = Institution(name="Demo", storage_quota="10GiB", admins=("bob", "erin"))
+DEMO = Institution(name="Demo", storage_quota=10 * 1024**3, admins=("bob", "erin"))
 RESOURCES = ResolvedResources(
     profile="small",
     partition="debug",

@@ -31,8 +31,8 @@ from tests.hub.dbhelpers import sqlite_url
 GiB = 1024**3
 ACCESS = "access:services!service=scitex"
 INSTITUTIONS = {
-    "demo-u": Institution(name="Demo University", storage_quota="10GiB", admins=("bob",)),
-    "other-u": Institution(name="Other University", storage_quota="5GiB", admins=("erin",)),
+    "demo-u": Institution(name="Demo University", storage_quota=10 * 1024**3, admins=("bob",)),
+    "other-u": Institution(name="Other University", storage_quota=5 * 1024**3, admins=("erin",)),
 }
 GROUPS = {"demo-u": ["alice", "bob"], "other-u": ["carol", "erin"]}
 USERS: dict[str, dict[str, Any]] = {
@@ -271,6 +271,7 @@ async def test_institution_admin_sets_reads_and_removes_an_override(
         ("t-bob", "PUT", "nobody", 404, "No user 'nobody' on this hub"),
         ("t-admin", "PUT", "dave", 404, "dave belongs to no institution served by this hub"),
         ("t-admin", "PUT", "Alice%20X", 400, "'Alice X' is not a valid user name"),
+        ("t-admin", "PUT", "%25s%25d", 400, "'%s%d' is not a valid user name"),
     ],
 )
 async def test_who_may_change_whose_quota(
