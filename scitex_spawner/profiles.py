@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -48,30 +48,50 @@ def _slurm_name(value: str, what: str) -> str:
     return value
 
 
-class IntRange(_Strict):
-    """A count users may choose between ``min`` and ``max``; a plain int fixes it."""
+class _Range(_Strict):
+    """A value users may choose between ``min`` and ``max`` (a plain value fixes it).
 
-    default: int = Field(ge=0)
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
+    Subclasses say how a value is written and read, and how low users may go
+    when an admin gives a range without ``min``.
+    """
+
+    default: int
+    min: int | None = None
+    max: int | None = None
+
+    # The lower bound when the admin gives no ``min`` (never above the default).
+    implicit_min: ClassVar[int] = 0
+
+    @staticmethod
+    def parse(value: Any) -> int:
+        raise NotImplementedError
+
+    @staticmethod
+    def format(value: int) -> str:
+        return str(value)
 
     @model_validator(mode="before")
     @classmethod
-    def _from_int(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return {"default": value, "min": value, "max": value}
+    def _from_scalar(cls, value: Any) -> Any:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            parsed = cls.parse(value)
+            return {"default": parsed, "min": parsed, "max": parsed}
+        if isinstance(value, dict):
+            return {k: cls.parse(v) if v is not None else None for k, v in value.items()}
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> IntRange:
+    def _check_order(self) -> _Range:
         if self.lowest > self.default or self.default > self.highest:
-            raise ValueError(f"default {self.default} is outside [{self.lowest}, {self.highest}]")
+            raise ValueError(
+                f"default {self.format(self.default)} is outside "
+                f"[{self.format(self.lowest)}, {self.format(self.highest)}]"
+            )
         return self
 
     @property
     def lowest(self) -> int:
-        # Without an explicit min, users may go down to one (or zero, for GPUs).
-        return min(1, self.default) if self.min is None else self.min
+        return min(self.implicit_min, self.default) if self.min is None else self.min
 
     @property
     def highest(self) -> int:
@@ -82,84 +102,54 @@ class IntRange(_Strict):
         return self.lowest != self.highest
 
 
-class SizeRange(_Strict):
-    """A memory size in bytes (written ``4GiB``) with an optional range."""
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number of at least 0, got {value!r}")
+    return value
 
-    default: int
-    min: int | None = None
-    max: int | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_scalar(cls, value: Any) -> Any:
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            size = parse_size(value)
-            return {"default": size, "min": size, "max": size}
-        if isinstance(value, dict):
-            return {k: parse_size(v) if v is not None else None for k, v in value.items()}
-        return value
+class IntRange(_Range):
+    """A count (CPUs, GPUs); without ``min`` users may go down to one (zero for GPUs)."""
+
+    implicit_min: ClassVar[int] = 1
+
+    @staticmethod
+    def parse(value: Any) -> int:
+        return _count(value)
+
+
+class SizeRange(_Range):
+    """A memory size in bytes, written ``4GiB``."""
+
+    implicit_min: ClassVar[int] = MIN_MEMORY_BYTES
+
+    @staticmethod
+    def parse(value: Any) -> int:
+        return parse_size(value)
+
+    @staticmethod
+    def format(value: int) -> str:
+        return format_size(value)
 
     @model_validator(mode="after")
-    def _check(self) -> SizeRange:
+    def _useful(self) -> SizeRange:
         if self.default < 1024**2:
             raise ValueError("memory below 1MiB is not a useful default")
-        if self.lowest > self.default or self.default > self.highest:
-            raise ValueError(
-                f"default {format_size(self.default)} is outside "
-                f"[{format_size(self.lowest)}, {format_size(self.highest)}]"
-            )
         return self
 
-    @property
-    def lowest(self) -> int:
-        return min(MIN_MEMORY_BYTES, self.default) if self.min is None else self.min
 
-    @property
-    def highest(self) -> int:
-        return self.default if self.max is None else self.max
+class DurationRange(_Range):
+    """A wall-time in seconds, written ``04:00:00``."""
 
-    @property
-    def adjustable(self) -> bool:
-        return self.lowest != self.highest
+    implicit_min: ClassVar[int] = MIN_RUNTIME_SECONDS
 
+    @staticmethod
+    def parse(value: Any) -> int:
+        return parse_duration(value)
 
-class DurationRange(_Strict):
-    """A wall-time in seconds (written ``04:00:00``) with an optional range."""
-
-    default: int
-    min: int | None = None
-    max: int | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_scalar(cls, value: Any) -> Any:
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            seconds = parse_duration(value)
-            return {"default": seconds, "min": seconds, "max": seconds}
-        if isinstance(value, dict):
-            return {k: parse_duration(v) if v is not None else None for k, v in value.items()}
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> DurationRange:
-        if self.lowest > self.default or self.default > self.highest:
-            raise ValueError(
-                f"default {format_duration(self.default)} is outside "
-                f"[{format_duration(self.lowest)}, {format_duration(self.highest)}]"
-            )
-        return self
-
-    @property
-    def lowest(self) -> int:
-        return min(MIN_RUNTIME_SECONDS, self.default) if self.min is None else self.min
-
-    @property
-    def highest(self) -> int:
-        return self.default if self.max is None else self.max
-
-    @property
-    def adjustable(self) -> bool:
-        return self.lowest != self.highest
+    @staticmethod
+    def format(value: int) -> str:
+        return format_duration(value)
 
 
 class Profile(_Strict):
