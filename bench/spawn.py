@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.common import percentile, print_table, write_result
 from tests.e2e.hubprocess import Hub, HubUser, free_port, new_hub
+from tests.e2e.test_apptainer import container_settings
 from tests.services import PREFIX, SLURM_CONF, VENV_PYTHON, demo_password, slurm_env
 
 STOCK_CONFIG = """
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     password = demo_password()
 
     ours = new_hub()
+    # The same spawner with each server in Apptainer (the near-empty test image).
+    contained = new_hub(container=container_settings())
     stock_root = Path(tempfile.mkdtemp(prefix="scitex-bench-stock-", dir="/tmp"))
     stock = StockHub(
         settings={
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         root=stock_root,
     )
-    hubs: dict[str, Hub] = {"scitex": ours, "stock": stock}
+    hubs: dict[str, Hub] = {"scitex": ours, "scitex+apptainer": contained, "stock": stock}
     samples: dict[str, list[float]] = {name: [] for name in hubs}
     try:
         for hub in hubs.values():
@@ -209,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["ratio_p95_scitex_over_stock"] = round(
         result["scitex"]["p95_s"] / result["stock"]["p95_s"], 3
     )
+    result["ratio_p50_apptainer_over_none"] = round(
+        result["scitex+apptainer"]["p50_s"] / result["scitex"]["p50_s"], 3
+    )
     write_result("spawn", result)
     print_table(
         "Spawn to ready through the proxy (seconds), single-node SLURM",
@@ -218,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for name, r in ((n, result[n]) for n in hubs)
         ],
         footer=f"ratio scitex/stock: p50 {result['ratio_p50_scitex_over_stock']}, "
-        f"p95 {result['ratio_p95_scitex_over_stock']}",
+        f"p95 {result['ratio_p95_scitex_over_stock']}; "
+        f"apptainer/none p50: {result['ratio_p50_apptainer_over_none']}",
     )
     return result
 

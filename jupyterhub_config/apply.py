@@ -6,6 +6,7 @@ is tested against a fresh ``traitlets.config.Config``.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -14,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from scitex_spawner.auth import (
+    identity_from_auth_model,
     ldap_group_dn,
     ldap_group_names,
     make_post_auth_hook,
     no_provider_groups,
+)
+from scitex_spawner.gitea_provision import (
+    GiteaAdmin,
+    GiteaProvisioner,
+    gitea_auth_state_hook,
+    with_gitea_provisioning,
 )
 from scitex_spawner.institutions import USERNAME_PATTERN
 
@@ -146,6 +154,11 @@ def apply_auth(c: Any, settings: Settings) -> None:
 # The custom scope our own service and extension check for institution-admin
 # actions (quota, projects, jobs of other users), always with a !group= filter.
 SCITEX_ADMIN_SCOPE = "custom:scitex:admin"
+# Compute jobs through the scitex service (docs/jobs.md): granted to every user's role and
+# requested for each notebook server's token, which submits on the user's behalf.
+SCITEX_JOBS_SCOPE = "custom:scitex:jobs"
+# JupyterHub 6's default server-token scopes (its "server" role), kept as they are.
+DEFAULT_SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
 
 
 def institution_admin_role(institution: str, admins: list[str]) -> dict[str, Any]:
@@ -181,6 +194,10 @@ def apply_roles(c: Any, settings: Settings) -> None:
     existing_scopes[SCITEX_ADMIN_SCOPE] = {
         "description": "Administer SciTeX resources (quota, projects, jobs) of users, "
         "limited by a !group=<institution> filter",
+    }
+    existing_scopes[SCITEX_JOBS_SCOPE] = {
+        "description": "Submit, list and cancel one's own compute jobs through the scitex "
+        "service (held by notebook servers' tokens, with a !user filter)",
     }
     c.JupyterHub.custom_scopes = existing_scopes
     roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
@@ -243,6 +260,16 @@ def _site_file_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def service_public_url(settings: Settings) -> str:
+    """The service as notebook servers reach it: ``jobs.service_url``, else through the
+    hub's proxy (``hub.bind_url`` + ``hub.base_url`` + ``services/scitex/``)."""
+    if settings.jobs.service_url:
+        return settings.jobs.service_url
+    base = "/".join(part for part in settings.hub.base_url.split("/") if part)
+    base = f"/{base}/" if base else "/"
+    return f"{settings.hub.bind_url.rstrip('/')}{base}services/{SERVICE_NAME}/"
+
+
 def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
     """The scitex hub service (``/services/scitex/``), run by the hub, and who may use it.
 
@@ -290,21 +317,83 @@ def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None
     # Every user may reach the service (it decides what each one sees).
     access = f"access:services!service={SERVICE_NAME}"
     user_roles = [r for r in roles if r.get("name") == "user"]
+    jobs = f"{SCITEX_JOBS_SCOPE}!user"
     if user_roles:
         scopes = list(user_roles[0].get("scopes", ["self"]))
-        if access not in scopes:
-            user_roles[0]["scopes"] = [*scopes, access]
+        user_roles[0]["scopes"] = [*scopes, *(s for s in (access, jobs) if s not in scopes)]
     else:
-        roles.append({"name": "user", "scopes": ["self", access]})
+        roles.append({"name": "user", "scopes": ["self", access, jobs]})
     c.JupyterHub.load_roles = roles
+    # A notebook server's token may submit its user's jobs to the service (a token only
+    # gets the scopes its user holds: hence the user role above).
+    c.Spawner.server_token_scopes = [*DEFAULT_SERVER_TOKEN_SCOPES, jobs, access]
+    # Where servers find the service: through the proxy, as compute nodes reach the hub.
+    c.SciTeXSpawner.scitex_service_url = service_public_url(settings)
 
     # The spawner's quota gate and spawn records: our tables in the hub's database.
     c.SqlSpawnStore.db_url = settings.hub.db_url
 
 
+# Our pages extend JupyterHub's own (``{% extends "templates/..." %}``).
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+
+def apply_templates(c: Any, settings: Settings) -> None:
+    """JupyterHub's pages with ours on top: spawn progress card, refused sign-in page."""
+    c.JupyterHub.template_paths = [str(TEMPLATES_DIR)]
+
+
+def apply_gitea(c: Any, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """Gitea provisioning at sign-in, and each user's token to that user's server only.
+
+    After ``apply_auth``: wraps its post-auth hook. The token is kept in ``auth_state``, which
+    JupyterHub persists (encrypted) only with ``JUPYTERHUB_CRYPT_KEY``: required here.
+    """
+    gitea = settings.gitea
+    if gitea is None:
+        return
+    env = os.environ if environ is None else environ
+    if not env.get("JUPYTERHUB_CRYPT_KEY"):
+        raise SettingsError(
+            "gitea: JUPYTERHUB_CRYPT_KEY is not set: the hub keeps each user's Gitea token "
+            "encrypted in auth_state and needs the key (openssl rand -hex 32)"
+        )
+    if not gitea.admin_password_file:
+        raise SettingsError(
+            "gitea.admin_password_file: required (Gitea mints user tokens only with the "
+            "admin's password, not with a token)"
+        )
+    admin = GiteaAdmin(
+        url=gitea.url,
+        token=_read_secret(gitea.admin_token_file, "gitea.admin_token_file"),
+        user=gitea.admin_user,
+        password=_read_secret(gitea.admin_password_file, "gitea.admin_password_file"),
+    )
+    provisioner = GiteaProvisioner(
+        admin,
+        settings.institutions,
+        log=logging.getLogger("scitex.gitea"),
+        request_timeout=gitea.request_timeout,
+        validate_cert=gitea.validate_cert,
+    )
+    group_names: dict[str, str] = {}
+    if settings.auth.kind == "ldap" and settings.auth.ldap is not None:
+        group_names = ldap_group_names(settings.institutions, settings.auth.ldap.group_search_base)
+    c.Authenticator.enable_auth_state = True
+    c.Authenticator.post_auth_hook = with_gitea_provisioning(
+        c.Authenticator.post_auth_hook,
+        provisioner,
+        identity=lambda model: identity_from_auth_model(model, group_names)[0],
+        timeout=6 * gitea.request_timeout,
+    )
+    c.Spawner.auth_state_hook = gitea_auth_state_hook
+
+
 def apply_all(c: Any, settings: Settings) -> None:
     apply_hub(c, settings)
+    apply_templates(c, settings)
     apply_auth(c, settings)
+    apply_gitea(c, settings)  # after apply_auth: wraps its hook
     apply_roles(c, settings)
     apply_spawner(c, settings)
     # After apply_roles: it adds to the roles declared there.

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scitex_gitea.names import InvalidName, validate_owner_name
 from scitex_spawner.container import Bind
 from scitex_spawner.institutions import INSTITUTION_ID_RE, Institution
 from scitex_spawner.profiles import PROFILE_NAME_RE, Profile
@@ -198,8 +199,38 @@ class NotebookSection(_Section):
 
 
 class GiteaSection(_Section):
-    url: str
-    admin_token_file: str
+    url: str = Field(description="Gitea's base URL (`https://gitea.example.edu`).")
+    admin_token_file: str = Field(description="File with the admin's API token (mode 0600).")
+    admin_user: str = Field(
+        default="gitea-admin",
+        description="The Gitea admin's login: Gitea mints user tokens only with a password.",
+    )
+    # Optional in the schema (older site files lack it); the hub refuses to start without it.
+    admin_password_file: str | None = Field(
+        default=None, description="File with that admin's password (mode 0600)."
+    )
+    request_timeout: float = Field(default=10.0, gt=0, description="Seconds per Gitea request.")
+    validate_cert: bool = Field(default=True, description="Check Gitea's TLS certificate.")
+
+    @field_validator("url")
+    @classmethod
+    def _gitea_url(cls, value: str) -> str:
+        if not _URL_RE.match(value) or "@" in value or "?" in value or "#" in value:
+            raise ValueError(f"must be an http(s) URL without user, query or fragment: {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("admin_user")
+    @classmethod
+    def _gitea_login(cls, value: str) -> str:
+        try:
+            return validate_owner_name(value)
+        except InvalidName as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("admin_token_file", "admin_password_file")
+    @classmethod
+    def _secret_path(cls, value: str | None) -> str | None:
+        return _check_abs(value)
 
 
 _SERVICE_URL_RE = re.compile(r"^http://[A-Za-z0-9.-]+:\d{1,5}/?\Z")
@@ -235,6 +266,61 @@ class ServiceSection(_Section):
         return value.rstrip("/")
 
 
+class JobsSection(_Section):
+    """Compute jobs submitted from JupyterLab through the scitex hub service (docs/jobs.md)."""
+
+    image: str | None = Field(
+        default=None,
+        description="The compute image (SIF or sandbox directory); default `container.image`. "
+        "The runtime is `container.runtime` (`none`: jobs run directly on the node).",
+    )
+    max_queued_per_user: int = Field(
+        default=10,
+        ge=1,
+        le=10000,
+        description="Jobs a user may have pending or running at once; one more gets 429.",
+    )
+    extra_binds: tuple[str, ...] | None = Field(
+        default=None,
+        description="Binds for every job's container (`/src[:/dst[:ro|rw]]`); default "
+        "`container.extra_binds`. The project is bound at /project, the user's data at /data.",
+    )
+    python: str = Field(
+        default="python3", min_length=1, description="Runs `.py` scripts inside the image."
+    )
+    bash: str = Field(default="bash", min_length=1, description="Runs `.sh` scripts.")
+    service_url: str | None = Field(
+        default=None,
+        description="The scitex service's URL as notebook servers reach it; default "
+        "`hub.bind_url` + `hub.base_url` + `services/scitex/` (through the proxy).",
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _image_path(cls, value: str | None) -> str | None:
+        return _check_abs(value)
+
+    @field_validator("extra_binds")
+    @classmethod
+    def _job_binds(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for bind in value or ():
+            Bind.parse(bind)
+        return value
+
+    @field_validator("python", "bash")
+    @classmethod
+    def _command_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_./+-]+", value):
+            raise ValueError(f"must be a command name or path without spaces, got {value!r}")
+        return value
+
+    @field_validator("service_url")
+    @classmethod
+    def _service_url(cls, value: str | None) -> str | None:
+        _check_url(value)
+        return value if value is None else value.rstrip("/") + "/"
+
+
 class Settings(_Section):
     hub: HubSection = HubSection()
     auth: AuthSection = AuthSection()
@@ -245,6 +331,10 @@ class Settings(_Section):
     container: ContainerSection = ContainerSection()
     notebook: NotebookSection = NotebookSection()
     gitea: GiteaSection | None = None
+    jobs: JobsSection = Field(
+        default=JobsSection(),
+        description="Compute jobs from JupyterLab: image, per-user limit. See docs/jobs.md.",
+    )
     service: ServiceSection = Field(
         default=ServiceSection(),
         description="The scitex hub service (`/services/scitex/`): quota overrides, usage "

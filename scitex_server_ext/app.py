@@ -8,9 +8,11 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode, default
 
+from .handlers.jobs import default_handlers as job_handlers
 from .handlers.projects import default_handlers as project_handlers
 from .handlers.quota import default_handlers as quota_handlers
 from .handlers.session import SessionHandler
+from .jobs import JobsConfig
 from .projects import ProjectsConfig
 from .quota.config import QuotaConfig
 from .quota.tracker import QuotaTracker
@@ -19,7 +21,7 @@ from .session import SessionInfo
 
 # ProjectsConfig adds the gitea_* / git_* / project* settings (see projects.py);
 # QuotaConfig the quota_* settings (see quota/config.py).
-class SciTeXExtension(ProjectsConfig, QuotaConfig, ExtensionApp):
+class SciTeXExtension(JobsConfig, ProjectsConfig, QuotaConfig, ExtensionApp):
     """Serves ``scitex/api/*`` in every user's notebook server."""
 
     name = "scitex_server_ext"
@@ -49,6 +51,8 @@ class SciTeXExtension(ProjectsConfig, QuotaConfig, ExtensionApp):
             "user_root": self.user_root,
             "session": SessionInfo.from_environ(os.environ),
             "projects": self.make_project_manager(self.user_root),
+            # Compute jobs: forwarded to the scitex hub service (JobsConfig, jobs.py).
+            "jobs": self.make_jobs_client(self.user_root, self.projects_dir),
             "quota": self.make_quota_tracker(
                 self.user_root, self.projects_dir, self.serverapp, self.log
             ),
@@ -58,6 +62,7 @@ class SciTeXExtension(ProjectsConfig, QuotaConfig, ExtensionApp):
         self.handlers.extend([(r"/scitex/api/session", SessionHandler)])
         self.handlers.extend(project_handlers)
         self.handlers.extend(quota_handlers)
+        self.handlers.extend(job_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # The first usage measurement starts with the server, not with the first request.

@@ -191,6 +191,13 @@ class SciTeXSpawner(SlurmSpawner):
         help="Directory (relative to the user's data directory) for the jobs' output files.",
     ).tag(config=True)
 
+    scitex_service_url = Unicode(
+        "",
+        help="""The scitex hub service's URL as notebook servers reach it (e.g.
+        ``https://hub.example.edu/services/scitex/``), given to each server as
+        ``SCITEX_SERVICE_URL``: its compute-jobs API. Empty: servers offer no jobs.""",
+    ).tag(config=True)
+
     spawn_store_class = Type(
         SqlSpawnStore,
         klass=SpawnStore,
@@ -206,6 +213,10 @@ class SciTeXSpawner(SlurmSpawner):
     job_port = Integer(0)
     resources = Instance(ResolvedResources, allow_none=True)
     exit_reason = Unicode(help="Why the last job ended, when SLURM ended it; shown to the user.")
+    start_notices = List(
+        Unicode(),
+        help="Said first in the next start's progress (set by auth_state_hook, e.g. no Gitea).",
+    )
     slurm = Instance(SlurmClient)
     spawn_records = Instance(SpawnRecorder)
     # Set by start(); read by progress() and the port callback.
@@ -502,6 +513,8 @@ class SciTeXSpawner(SlurmSpawner):
         # default JobRequeue=1), and a requeued server would come back on another
         # node and port the hub does not know. It must end (NODE_FAIL) instead.
         env["SBATCH_NO_REQUEUE"] = "1"
+        if self.scitex_service_url:
+            env["SCITEX_SERVICE_URL"] = self.scitex_service_url
         return {str(k): str(v) for k, v in env.items()}
 
     async def ensure_data_dir(self, institution_id: str) -> str:
@@ -524,6 +537,8 @@ class SciTeXSpawner(SlurmSpawner):
 
     async def start(self) -> str:
         self._events = []
+        for notice in self.start_notices:
+            self._event(notice, 5)
         self._port_future = None
         self.exit_reason = ""
         self.job_port = 0

@@ -31,7 +31,10 @@ def missing(service: str, why: str) -> None:
 
 
 def slurm_env() -> dict[str, str]:
-    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SLURM_CONF": SLURM_CONF}
+    return {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "SLURM_CONF": SLURM_CONF,
+    }
 
 
 def require_slurm() -> None:

@@ -19,6 +19,9 @@ export SCITEX_TEST_DB_URL
 status=0
 log "hub side and end to end: tests/hub tests/e2e (hub database: ${SCITEX_TEST_DB_URL%%:*})"
 "$PY" -m pytest -p no:jupyter_server -p no:cacheprovider tests/hub tests/e2e || status=$?
+# The demo's database is SQLite: the walking skeleton runs on it too.
+log "walking skeleton on SQLite: tests/e2e/test_skeleton.py"
+SCITEX_TEST_DB_URL= "$PY" -m pytest -p no:jupyter_server -p no:cacheprovider tests/e2e/test_skeleton.py || status=$?
 log "notebook-server extension: tests/ext"
 "$PY" -m pytest -p no:asyncio -p no:cacheprovider tests/ext || status=$?
 exit "$status"

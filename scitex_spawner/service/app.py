@@ -28,8 +28,11 @@ from jupyterhub_config.settings import Settings, SettingsError, load_settings
 
 from ..db import get_engine, upgrade
 from ..db import store as db
+from ..slurm import SlurmClient
 from .handlers import ServiceContext, api_handlers
 from .hubapi import HubDirectory
+from .jobs import ComputeJobs, jobs_handlers, make_compute_jobs
+from .pages import page_handlers
 from .scanner import UsageScanner
 
 __all__ = ["SciTeXService", "main", "make_app"]
@@ -48,12 +51,22 @@ def make_app(
     hub_auth: HubOAuth,
     prefix: str = "/services/scitex/",
     log: logging.Logger | None = None,
+    slurm: SlurmClient | None = None,
+    jobs: ComputeJobs | None = None,
 ) -> web.Application:
     """The tornado application (also what the tests serve)."""
     routes: list[Any] = [
         (path, handler, {"context": context, "hub_auth": hub_auth})
         for path, handler in api_handlers(prefix)
     ]
+    if jobs is not None:
+        # Before api_handlers' catch-all 404.
+        routes[:0] = [
+            (path, handler, {"context": context, "hub_auth": hub_auth, "jobs": jobs})
+            for path, handler in jobs_handlers(prefix)
+        ]
+    # First: the pages answer the index for browsers (the JSON index for other clients).
+    routes[:0] = page_handlers(prefix, context, hub_auth, slurm)
     routes.insert(0, (prefix + "oauth_callback", OAuthCallbackHandler, {"hub_auth": hub_auth}))
     return web.Application(
         routes,
@@ -191,7 +204,16 @@ class SciTeXService(Application):
         context, scanner = self.prepare()
         prefix = self.service_prefix.rstrip("/") + "/"
         hub_auth = HubOAuth(parent=self, cache_max_age=60)
-        app = make_app(context, hub_auth, prefix, log=self.log)
+        # The overview page's squeue (one per few seconds, however many page views).
+        slurm = SlurmClient(
+            parent=self,
+            slurm_conf=self.settings.slurm.conf or "",
+            bin_dir=self.settings.slurm.bin_dir or "",
+        )
+        # Compute jobs from JupyterLab (docs/jobs.md): submitted as the user.
+        jobs = make_compute_jobs(self.settings, self.settings.profiles, parent=self)
+        self.log.info("compute jobs: container runtime %s", jobs.site.runtime)
+        app = make_app(context, hub_auth, prefix, log=self.log, slurm=slurm, jobs=jobs)
         url = urlparse(self.service_url)
         server = HTTPServer(app, xheaders=True)
         server.listen(url.port or 80, url.hostname or "127.0.0.1")

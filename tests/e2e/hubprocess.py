@@ -93,6 +93,8 @@ class Hub:
     settings: dict[str, Any]
     root: Path
     proc: subprocess.Popen[bytes] | None = None
+    # Added to the hub's fixed environment (e.g. JUPYTERHUB_CRYPT_KEY).
+    env: dict[str, str] = field(default_factory=dict)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +121,7 @@ class Hub:
             "SCITEX_CONFIG": str(config),
             "LANG": "C.UTF-8",
             "HOME": "/root",
+            **self.env,
         }
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -190,7 +193,7 @@ class Hub:
             subprocess.run(["scancel", *ids], env=slurm_env(), check=False, timeout=20)
 
 
-def new_hub(**overrides: Any) -> Hub:
+def new_hub(env: dict[str, str] | None = None, **overrides: Any) -> Hub:
     root = Path(tempfile.mkdtemp(prefix="scitex-e2e-", dir="/tmp"))
     # Users' jobs read the data root; the hub's own state stays private.
     root.chmod(0o755)
@@ -202,7 +205,7 @@ def new_hub(**overrides: Any) -> Hub:
             settings[key] = {**settings[key], **value}
         else:
             settings[key] = value
-    return Hub(settings=settings, root=root)
+    return Hub(settings=settings, root=root, env=dict(env or {}))
 
 
 class HubUser:

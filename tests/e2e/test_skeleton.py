@@ -72,9 +72,7 @@ def test_batchspawner_attribute_api_is_gone(hub: Hub, alice: HubUser) -> None:
         alice.api("POST", "/hub/api/users/alice/server", json={})
         alice.wait_ready()
     job_id = job_ids_of(hub, "alice")[0]
-    server_token = read_environ(server_pids(hub, "alice")[0])[
-        "JUPYTERHUB_API_TOKEN"
-    ]
+    server_token = read_environ(server_pids(hub, "alice")[0])["JUPYTERHUB_API_TOKEN"]
     evil = {
         "exec_prefix": f"touch {canary} ;",
         "batch_query_cmd": f"touch {canary}",

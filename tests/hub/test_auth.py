@@ -423,7 +423,11 @@ def test_apply_roles_one_role_per_institution_with_admins() -> None:
         "custom:scitex:admin": {
             "description": "Administer SciTeX resources (quota, projects, jobs) of users, "
             "limited by a !group=<institution> filter",
-        }
+        },
+        "custom:scitex:jobs": {
+            "description": "Submit, list and cancel one's own compute jobs through the scitex "
+            "service (held by notebook servers' tokens, with a !user filter)",
+        },
     }
     assert c.JupyterHub.load_roles == [
         {
@@ -454,7 +458,11 @@ def test_apply_roles_adds_to_what_is_there() -> None:
     c.JupyterHub.custom_scopes = {"custom:other:x": {"description": "x"}}
     apply_roles(c, parse_settings(data))
     assert [r["name"] for r in c.JupyterHub.load_roles] == ["service-role", "scitex-admin-other-u"]
-    assert set(c.JupyterHub.custom_scopes) == {"custom:other:x", SCITEX_ADMIN_SCOPE}
+    assert set(c.JupyterHub.custom_scopes) == {
+        "custom:other:x",
+        SCITEX_ADMIN_SCOPE,
+        "custom:scitex:jobs",
+    }
 
 
 def test_apply_all_sets_roles_and_no_admins_means_no_roles() -> None:

@@ -75,7 +75,10 @@ def test_apply_services_registers_the_managed_service(tmp_path: Path) -> None:
             "scopes": ["list:users", "read:users", "list:groups", "read:groups"],
             "services": ["scitex"],
         },
-        {"name": "user", "scopes": ["self", "access:services!service=scitex"]},
+        {
+            "name": "user",
+            "scopes": ["self", "access:services!service=scitex", "custom:scitex:jobs!user"],
+        },
     ]
     assert c.SqlSpawnStore.db_url == "postgresql+psycopg://hub:pw@db/hub"
     # The database URL travels in the environment, never on the command line.
@@ -92,7 +95,12 @@ def test_apply_services_adds_to_what_is_there() -> None:
     apply_services(c, parse_settings(DEMO), {})
     assert [s["name"] for s in c.JupyterHub.services] == ["cull-idle", "scitex"]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
-    assert roles["user"]["scopes"] == ["self", "read:groups", "access:services!service=scitex"]
+    assert roles["user"]["scopes"] == [
+        "self",
+        "read:groups",
+        "access:services!service=scitex",
+        "custom:scitex:jobs!user",
+    ]
     assert set(roles) == {"user", "scitex-admin-demo-u", "scitex-service"}
     # Applying twice (a config reloaded) does not duplicate anything.
     apply_services(c, parse_settings(DEMO), {})

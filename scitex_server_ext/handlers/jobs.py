@@ -1,0 +1,95 @@
+"""``scitex/api/jobs``: compute jobs, forwarded to the scitex hub service (docs/jobs.md).
+
+- ``GET scitex/api/jobs``: ``{"jobs": [{"id", "project", "script", "state", "reason", "node",
+  "submitted_at", "started_at", "ended_at", "exit_code"}]}``, the user's jobs, newest first;
+- ``POST scitex/api/jobs`` ``{"project", "script", "resources": {"cpus", "memory", "runtime",
+  ...}}``: submit (201);
+- ``GET scitex/api/jobs/{id}``: one job; ``DELETE``: cancel it;
+- ``GET scitex/api/jobs/{id}/log``: ``{"id", "log", "truncated", "exists", "path", "state"}``.
+
+Errors are JSON ``{"message", "reason"}``: 400 (bad request, a script outside the project),
+404 (no such job of yours), 409 (already ended), 429 (too many jobs), 501 (no service).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..jobs import JobsClient, JobsError
+from .base import SciTeXAPIHandler
+
+
+class JobsHTTPError(web.HTTPError):
+    def __init__(self, err: JobsError) -> None:
+        # log_message is %-formatted by tornado's logger: escaped; the reply uses .message.
+        super().__init__(err.status, err.message.replace("%", "%%"))
+        self.message = err.message
+
+
+class JobsAPIHandler(SciTeXAPIHandler):
+    @property
+    def client(self) -> JobsClient:
+        client: JobsClient = self.scitex["jobs"]
+        return client
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, JobsHTTPError):
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"message": exc.message, "reason": self._reason}))
+            return
+        super().write_error(status_code, **kwargs)
+
+    async def call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except JobsError as e:
+            raise JobsHTTPError(e) from None
+
+
+class JobsHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(json.dumps(await self.call(self.client.list())))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise JobsHTTPError(JobsError(400, "The request body is not valid JSON")) from None
+        job = await self.call(self.client.submit(body))
+        self.set_status(201)
+        self.finish(json.dumps(job))
+
+
+class JobHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        self.finish(json.dumps(await self.call(self.client.get(job_id))))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str) -> None:
+        self.finish(json.dumps(await self.call(self.client.cancel(job_id))))
+
+
+class JobLogHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        self.finish(json.dumps(await self.call(self.client.log(job_id))))
+
+
+default_handlers = [
+    (r"/scitex/api/jobs", JobsHandler),
+    (r"/scitex/api/jobs/(?P<job_id>[^/]+)", JobHandler),
+    (r"/scitex/api/jobs/(?P<job_id>[^/]+)/log", JobLogHandler),
+]

@@ -1,0 +1,697 @@
+"""Compute jobs: a project's script as a SLURM batch job in the compute image, as the user.
+
+The notebook server (its own token, with the custom scope ``custom:scitex:jobs``) calls
+``/services/scitex/api/jobs``; this service validates the request like a profile (the
+institution's partitions and limits, a per-user maximum of queued jobs), builds the batch
+script with the pure builders (:func:`build_compute_job`, then ``render_batch_script`` and
+``container_argv``) and submits it through the site's submit prefix, so the job belongs to
+the user. The notebook server holds no SLURM credentials.
+
+SLURM is the record: a job is ours when its comment starts with
+``scitex-job:hub=<hub_id>:`` and SLURM says the user owns it. Listing, the job limit,
+cancelling and the log all start from one ``squeue --user=<name>``; nobody else's jobs are
+asked for. Finished jobs are listed as long as SLURM remembers them (``MinJobAge``); their
+logs stay in ``<project>/.scitex/jobs/<id>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import re
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuth
+from tornado import web
+from traitlets import Dict, Instance, Integer, List, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from ..container import ENV_PREFIX, Bind, ContainerSpec, container_argv
+from ..institutions import USERNAME_RE, Institution, InstitutionDirectory
+from ..profiles import Profile, ResolvedResources, UserOptionsError, resolve_user_options
+from ..script import BatchJobSpec, render_batch_script
+from ..slurm import FINAL_STATES, JOB_ID_RE, FinishedJob, SlurmClient, SlurmError
+from .handlers import APIError, APIHandler, ServiceContext
+
+__all__ = [
+    "JOBS_SCOPE",
+    "ComputeJobs",
+    "JobRequest",
+    "JobSite",
+    "build_compute_job",
+    "jobs_handlers",
+    "parse_job_request",
+]
+
+# The custom scope a token needs to use the jobs API (notebook servers' tokens get it with
+# a !user filter: jupyterhub_config.apply).
+JOBS_SCOPE = "custom:scitex:jobs"
+JOB_TAG = "scitex-job"
+# Where the project is inside the container, and the job's working directory.
+CONTAINER_PROJECT_DIR = "/project"
+
+PROJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# One path component of a script; '.' and '..' are refused apart.
+_COMPONENT_RE = re.compile(r"[A-Za-z0-9_.+-]{1,255}")
+MAX_SCRIPT_LENGTH = 1024
+REQUEST_KEYS = frozenset({"project", "script", "resources"})
+# Exit codes of ended jobs kept in memory (each one asked of SLURM once).
+MAX_REMEMBERED = 10000
+# squeue fields, split on a control character no job name or comment holds.
+_SEP = "\x1f"
+_SQUEUE_FIELDS = ("%i", "%j", "%u", "%T", "%r", "%B", "%V", "%S", "%e", "%k")
+
+
+class JobRequestError(ValueError):
+    """A submission that cannot be run; the message says why (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    project: str
+    # Relative to the project, '/'-separated, no '.' or '..' components.
+    script: str
+    resources: Mapping[str, Any]
+
+
+def parse_job_request(body: bytes) -> JobRequest:
+    """``{"project", "script", "resources"?}`` -> :class:`JobRequest`; the form only (the
+    paths are checked against the filesystem by :meth:`ComputeJobs.locate`)."""
+    usage = 'send {"project": <name>, "script": <path in the project>, "resources": {...}}'
+    try:
+        data = json.loads(body or b"")
+    except ValueError:
+        raise JobRequestError(f"The body is not JSON: {usage}") from None
+    if not isinstance(data, dict):
+        raise JobRequestError(f"The body must be a JSON object: {usage}")
+    unknown = sorted(set(data) - REQUEST_KEYS)
+    if unknown:
+        raise JobRequestError(f"Unknown keys {', '.join(unknown)}: {usage}")
+    project, script = data.get("project"), data.get("script")
+    resources = data.get("resources") or {}
+    if not isinstance(project, str) or not project:
+        raise JobRequestError(f"No project: {usage}")
+    if not PROJECT_RE.fullmatch(project) or project.endswith(".git"):
+        raise JobRequestError(f"{project!r} is not a project name")
+    if not isinstance(script, str) or not script:
+        raise JobRequestError(f"No script: {usage}")
+    if not isinstance(resources, dict):
+        raise JobRequestError('resources must be an object such as {"cpus": 2}')
+    return JobRequest(project, check_script_path(script), resources)
+
+
+def check_script_path(script: str) -> str:
+    """A relative path inside the project: no NUL, no absolute path, no '..'; 400 otherwise."""
+    if "\0" in script:
+        raise JobRequestError("The script path contains a NUL byte")
+    if script.startswith("/"):
+        raise JobRequestError(f"The script must be a path relative to the project, not {script!r}")
+    if len(script) > MAX_SCRIPT_LENGTH:
+        raise JobRequestError(f"The script path is longer than {MAX_SCRIPT_LENGTH} characters")
+    parts = script.split("/")
+    if ".." in parts:
+        raise JobRequestError(f"The script {script!r} leads outside the project ('..')")
+    parts = [p for p in parts if p not in ("", ".")]
+    if not parts or not all(_COMPONENT_RE.fullmatch(p) for p in parts):
+        raise JobRequestError(
+            f"The script path {script!r} may hold letters, digits, _ . + - and / only"
+        )
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class JobSite:
+    """The site's settings for compute jobs (from the site file's ``jobs:`` section)."""
+
+    hub_id: str
+    data_root: str
+    # "apptainer" | "singularity" | "none"
+    runtime: str = "none"
+    executable: str = "apptainer"
+    image: str = ""
+    binds: tuple[Bind, ...] = ()
+    unsquash: bool = False
+    # How a script is run, by its extension.
+    interpreters: tuple[tuple[str, tuple[str, ...]], ...] = (
+        (".sh", ("bash",)),
+        (".py", ("python3",)),
+    )
+    projects_dir: str = "projects"
+    log_subdir: str = ".scitex/jobs"
+
+    @property
+    def tag_prefix(self) -> str:
+        return f"{JOB_TAG}:hub={self.hub_id}:"
+
+    def interpreter(self, script: str) -> tuple[str, ...]:
+        for suffix, argv in self.interpreters:
+            if script.endswith(suffix):
+                return argv
+        known = ", ".join(suffix for suffix, _ in self.interpreters)
+        raise JobRequestError(f"The script {script!r} must end in {known}")
+
+    def data_dir(self, institution: str, user: str) -> str:
+        return os.path.join(self.data_root, institution, user)
+
+    def project_dir(self, institution: str, user: str, project: str) -> str:
+        return os.path.join(self.data_dir(institution, user), self.projects_dir, project)
+
+
+def job_comment(site: JobSite, user: str, project: str) -> str:
+    return f"{site.tag_prefix}user={user}:project={project}"
+
+
+def build_compute_job(
+    site: JobSite,
+    *,
+    user: str,
+    institution: str,
+    project: str,
+    script: str,
+    resources: ResolvedResources,
+) -> BatchJobSpec:
+    """The batch job for one submission: pure, from validated values only.
+
+    In the container the project is at ``/project`` (the job's working directory) and
+    the user's data at ``/data``; nothing else of the user's files. Output and errors go
+    to ``<project>/<log_subdir>/<job id>.log``.
+    """
+    project_dir = site.project_dir(institution, user, project)
+    command = [*site.interpreter(script), script]
+    exports: tuple[tuple[str, str], ...] = (
+        ("SCITEX_PROJECT", project),
+        ("SCITEX_SCRIPT", script),
+    )
+    forward: tuple[str, ...] = ()
+    prefix = ""
+    if site.runtime != "none":
+        spec = ContainerSpec(
+            runtime=site.runtime,
+            executable=site.executable,
+            image=site.image,
+            data_dir=site.data_dir(institution, user),
+            binds=(*site.binds, Bind(project_dir, CONTAINER_PROJECT_DIR, read_only=False)),
+            gpus=resources.gpus > 0,
+            unsquash=site.unsquash and site.image.endswith(".sif"),
+        )
+        # The runtime starts in /data; env moves into the project (argv, no shell).
+        command = container_argv(spec, ["env", f"--chdir={CONTAINER_PROJECT_DIR}", *command])
+        forward = ("SCITEX_PROJECT", "SCITEX_SCRIPT")
+        prefix = ENV_PREFIX[site.runtime]
+    return BatchJobSpec(
+        job_name=script,
+        comment=job_comment(site, user, project),
+        partition=resources.partition,
+        account=resources.account,
+        qos=resources.qos,
+        constraint=resources.constraint,
+        cpus=resources.cpus,
+        memory_mib=max(1, resources.memory_bytes // 1024**2),
+        time_limit_seconds=resources.runtime_seconds,
+        gpus=resources.gpus,
+        output_path=os.path.join(project_dir, site.log_subdir, "%j.log"),
+        workdir=project_dir,
+        command=tuple(command),
+        exports=exports,
+        forward_env=forward,
+        forward_env_prefix=prefix,
+    )
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One of the user's jobs as ``squeue --states=all`` shows it."""
+
+    job_id: str
+    name: str
+    user: str
+    state: str
+    reason: str
+    node: str
+    submitted_at: str
+    start_time: str
+    end_time: str
+    comment: str
+
+    @property
+    def project(self) -> str:
+        for part in self.comment.split(":"):
+            if part.startswith("project="):
+                return part[len("project=") :]
+        return ""
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def parse_queue(output: str) -> list[QueueEntry]:
+    entries = []
+    for line in output.splitlines():
+        fields = [f.strip() for f in line.split(_SEP)]
+        if len(fields) != len(_SQUEUE_FIELDS):
+            continue
+        job_id, name, user, state, reason, node, submitted, start, end, comment = fields
+        if node in ("n/a", "(null)", "None"):
+            node = ""
+        entries.append(
+            QueueEntry(job_id, name, user, state, reason, node, submitted, start, end, comment)
+        )
+    return entries
+
+
+def _time(value: str) -> str | None:
+    return None if value in ("", "N/A", "Unknown", "None") else value
+
+
+def job_model(entry: QueueEntry, finished: FinishedJob | None = None) -> dict[str, Any]:
+    return {
+        "id": entry.job_id,
+        "project": entry.project,
+        "script": entry.name,
+        "state": entry.state,
+        "reason": "" if entry.reason in ("None", "(null)") else entry.reason,
+        "node": entry.node,
+        "submitted_at": _time(entry.submitted_at),
+        "started_at": _time(entry.start_time),
+        "ended_at": _time(entry.end_time) if entry.final else None,
+        # "3:0": exit status 3, no signal (SLURM's notation); null while not ended.
+        "exit_code": finished.exit_code if finished is not None else None,
+    }
+
+
+class ComputeJobs(LoggingConfigurable):
+    """Submits, lists and cancels users' compute jobs; reads their logs."""
+
+    site = Instance(JobSite, help="The site's job settings (from the site file).")
+    institutions = Dict(help="The site's institutions: {id: Institution}.")
+    profiles = Dict(help="The site's profiles: {name: Profile}.")
+    slurm = Instance(SlurmClient)
+
+    max_queued_per_user = Integer(
+        10,
+        help="""Jobs (pending or running) a user may have submitted through the service at
+        once; one more is refused with 429 and a message.""",
+    ).tag(config=True)
+
+    submit_prefix = List(
+        Unicode(),
+        help="""Command prefix that runs a command as the user; ``{username}`` is replaced.
+        Runs ``mkdir`` (the log directory), ``sbatch`` and ``scancel``. Default:
+        ``runuser -u {username} --`` as root, else ``sudo -n -u {username} --``.""",
+    ).tag(config=True)
+
+    log_tail_bytes = Integer(
+        1024 * 1024,
+        help="The log endpoint returns at most this many bytes: the end of the log.",
+    ).tag(config=True)
+
+    @default("slurm")
+    def _default_slurm(self) -> SlurmClient:
+        return SlurmClient(parent=self)
+
+    @default("submit_prefix")
+    def _default_submit_prefix(self) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "{username}", "--"]
+        return ["sudo", "-n", "-u", "{username}", "--"]
+
+    @validate("max_queued_per_user")
+    def _check_max(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value < 1:
+            raise ValueError(f"ComputeJobs.max_queued_per_user must be at least 1, got {value}")
+        return value
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # One submission per user at a time: the job limit is counted, then used.
+        self._locks: dict[str, asyncio.Lock] = {}
+        # Exit codes of ended jobs (they never change), so each is asked for once.
+        self._finished: dict[str, FinishedJob] = {}
+
+    def prefix(self, user: str) -> list[str]:
+        if not USERNAME_RE.match(user):
+            raise APIError(403, f"user name {user!r} is not allowed for jobs")
+        return [part.replace("{username}", user) for part in self.submit_prefix]
+
+    # -- reading the queue ----------------------------------------------------------------
+
+    async def user_jobs(self, user: str) -> list[QueueEntry]:
+        """This user's jobs submitted through the service (any hub_id of ours), newest first."""
+        try:
+            out = await self.slurm.run(
+                [
+                    self.slurm.command("squeue"),
+                    "--noheader",
+                    f"--user={user}",
+                    "--states=all",
+                    "--format",
+                    _SEP.join(_SQUEUE_FIELDS),
+                ]
+            )
+        except SlurmError as e:
+            raise APIError(503, f"SLURM did not answer: {e}") from None
+        jobs = [
+            j
+            for j in parse_queue(out)
+            if j.user == user and j.comment.startswith(self.site.tag_prefix)
+        ]
+        return sorted(jobs, key=lambda j: int(j.job_id.split("_")[0]), reverse=True)
+
+    async def finished(self, entry: QueueEntry) -> FinishedJob | None:
+        if not entry.final:
+            return None
+        if entry.job_id not in self._finished:
+            try:
+                record = await self.slurm.job_record(entry.job_id)
+            except SlurmError as e:
+                self.log.warning("No record of job %s: %s", entry.job_id, e)
+                return None
+            if record is None:
+                return None
+            self._finished[entry.job_id] = record
+            while len(self._finished) > MAX_REMEMBERED:
+                # SLURM forgot those long ago (MinJobAge): drop the oldest.
+                self._finished.pop(next(iter(self._finished)))
+        return self._finished[entry.job_id]
+
+    async def models(self, jobs: Sequence[QueueEntry]) -> list[dict[str, Any]]:
+        return [job_model(j, await self.finished(j)) for j in jobs]
+
+    async def find(self, user: str, job_id: str) -> QueueEntry:
+        """The user's job ``job_id``; 404 for anything else, another user's job included
+        (the answer does not say whether it exists)."""
+        if JOB_ID_RE.match(job_id):
+            for job in await self.user_jobs(user):
+                if job.job_id == job_id:
+                    return job
+        raise APIError(
+            404,
+            f"{user} has no job {job_id} (jobs are listed until SLURM forgets them, a few "
+            "minutes after they end; logs stay in <project>/.scitex/jobs/)",
+        )
+
+    # -- submitting ----------------------------------------------------------------------
+
+    def locate(self, institution: str, user: str, request: JobRequest) -> None:
+        """Check on disk that the project exists and the script is a file inside it
+        (symlinks resolved); blocking: call in a thread."""
+        data_dir = os.path.realpath(self.site.data_dir(institution, user))
+        project_dir = self.site.project_dir(institution, user, request.project)
+        project_real = os.path.realpath(project_dir)
+        if not project_real.startswith(data_dir + os.sep) or not os.path.isdir(project_real):
+            raise JobRequestError(f"{user} has no project {request.project!r}")
+        if project_real != os.path.join(data_dir, self.site.projects_dir, request.project):
+            # A project that is a symlink (even to another of the user's directories)
+            # would bind something else than <project> into the job.
+            raise JobRequestError(f"The project {request.project!r} is not a directory")
+        script_real = os.path.realpath(os.path.join(project_real, request.script))
+        if not script_real.startswith(project_real + os.sep):
+            raise JobRequestError(f"The script {request.script!r} leads outside the project")
+        if not os.path.isfile(script_real):
+            raise JobRequestError(f"No file {request.script!r} in project {request.project!r}")
+        if os.path.relpath(script_real, project_real) != request.script:
+            # The job runs the path as given, from the project: it must not change meaning.
+            raise JobRequestError(
+                f"The script {request.script!r} is a symlink; give the file's own path "
+                f"({os.path.relpath(script_real, project_real)})"
+            )
+
+    def job_environment(self, user: str) -> dict[str, str]:
+        """What sbatch (and so the job) gets: no secret of the service's."""
+        env = self.slurm.base_env()
+        try:
+            home = pwd.getpwnam(user).pw_dir
+        except KeyError:
+            raise APIError(403, f"{user} has no account on the cluster") from None
+        env.update({"HOME": home, "USER": user, "LOGNAME": user})
+        return env
+
+    async def run_as_user(self, user: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *self.prefix(user),
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env),
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), self.slurm.command_timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise APIError(503, f"{argv[0]} did not finish in time") from None
+        if proc.returncode != 0:
+            message = err.decode(errors="replace").strip()[:300]
+            raise APIError(409, f"Cannot prepare the job's log directory: {message}")
+
+    async def submit(
+        self, user: str, institution_id: str, institution: Institution, request: JobRequest
+    ) -> dict[str, Any]:
+        try:
+            resources = resolve_user_options(
+                request.resources,
+                self.profiles,
+                institution.profiles,
+                institution.slurm_account,
+            )
+        except UserOptionsError as e:
+            raise APIError(400, f"resources.{e}") from None
+        try:
+            await asyncio.to_thread(self.locate, institution_id, user, request)
+            spec = build_compute_job(
+                self.site,
+                user=user,
+                institution=institution_id,
+                project=request.project,
+                script=request.script,
+                resources=resources,
+            )
+        except (JobRequestError, ValueError) as e:
+            raise APIError(400, str(e)) from None
+        script = render_batch_script(spec)
+        # The account lookup may ask a directory service (LDAP): off the loop.
+        env = await asyncio.to_thread(self.job_environment, user)
+        lock = self._locks.setdefault(user, asyncio.Lock())
+        async with lock:
+            active = [j for j in await self.user_jobs(user) if not j.final]
+            if len(active) >= self.max_queued_per_user:
+                raise APIError(
+                    429,
+                    f"{user} already has {len(active)} jobs queued or running, the most this "
+                    f"site allows ({self.max_queued_per_user}); wait for one to end or cancel "
+                    "one",
+                )
+            # sbatch needs the output directory before the job starts; created by the
+            # user (never by root in a directory the user controls).
+            log_dir = os.path.dirname(spec.output_path)
+            await self.run_as_user(user, ["mkdir", "-p", "-m", "0700", "--", log_dir], env)
+            try:
+                job_id = await self.slurm.submit(script, prefix=self.prefix(user), env=env)
+            except SlurmError as e:
+                raise APIError(400, f"SLURM refused the job: {e}") from None
+        self.log.info(
+            "Job %s of %s submitted: %s/%s (%s)",
+            job_id,
+            user,
+            request.project,
+            request.script,
+            resources.profile,
+        )
+        return {
+            "id": job_id,
+            "project": request.project,
+            "script": request.script,
+            "state": "PENDING",
+            "reason": "",
+            "node": "",
+            "resources": resources.as_dict(),
+            "log": f"{self.site.projects_dir}/{request.project}/{self.site.log_subdir}/"
+            f"{job_id}.log",
+        }
+
+    async def cancel(self, user: str, job_id: str) -> dict[str, Any]:
+        job = await self.find(user, job_id)
+        if job.final:
+            raise APIError(409, f"Job {job_id} has already ended ({job.state})")
+        try:
+            await self.slurm.cancel(job_id, prefix=self.prefix(user))
+        except SlurmError as e:
+            raise APIError(503, f"scancel failed: {e}") from None
+        self.log.info("Job %s of %s cancelled by its owner", job_id, user)
+        return job_model(job) | {"cancel_requested": True}
+
+    # -- the log -------------------------------------------------------------------------
+
+    def read_log(self, institution: str, user: str, job: QueueEntry) -> dict[str, Any]:
+        """The end of ``<project>/<log_subdir>/<id>.log``: only a regular file the user
+        owns, inside the project (the service may run as root). Blocking."""
+        if not PROJECT_RE.fullmatch(job.project):
+            raise APIError(404, f"Job {job.job_id} names no project")
+        relative = f"{self.site.projects_dir}/{job.project}/{self.site.log_subdir}/{job.job_id}.log"
+        project_dir = os.path.realpath(self.site.project_dir(institution, user, job.project))
+        path = os.path.join(project_dir, self.site.log_subdir, f"{job.job_id}.log")
+        real = os.path.realpath(path)
+        answer: dict[str, Any] = {"id": job.job_id, "path": relative, "state": job.state}
+        if not real.startswith(project_dir + os.sep) or real != path:
+            raise APIError(404, f"The log of job {job.job_id} is not a file in the project")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return answer | {"log": "", "truncated": False, "exists": False}
+        except OSError as e:
+            raise APIError(404, f"Cannot read the log of job {job.job_id}: {e.strerror}") from None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != pwd.getpwnam(user).pw_uid:
+                raise APIError(404, f"The log of job {job.job_id} is not {user}'s file")
+            start = max(0, st.st_size - self.log_tail_bytes)
+            f.seek(start)
+            data = f.read(self.log_tail_bytes)
+        return answer | {
+            "log": data.decode(errors="replace"),
+            "truncated": start > 0,
+            "exists": True,
+        }
+
+
+def has_jobs_scope(model: Mapping[str, Any]) -> bool:
+    name = model.get("name", "")
+    return any(
+        scope in (JOBS_SCOPE, f"{JOBS_SCOPE}!user={name}") for scope in model.get("scopes", [])
+    )
+
+
+class JobsAPIHandler(APIHandler):
+    def initialize(  # type: ignore[override]
+        self, context: ServiceContext, hub_auth: HubOAuth, jobs: ComputeJobs
+    ) -> None:
+        super().initialize(context, hub_auth)
+        self.jobs = jobs
+
+    def owner(self) -> str:
+        """The user a request acts for: a user's token that holds the jobs scope."""
+        caller = self.caller()
+        model = self.current_user or {}
+        if model.get("kind", "user") != "user":
+            raise APIError(403, f"{caller.name} is not a user: jobs belong to users")
+        if not has_jobs_scope(model):
+            raise APIError(
+                403,
+                f"This token of {caller.name} may not run jobs (it lacks the scope "
+                f"{JOBS_SCOPE}); submit from your notebook server",
+            )
+        return caller.name
+
+    async def institution(self, user: str) -> tuple[str, Institution]:
+        model = await self.hub_user(user)
+        key = InstitutionDirectory(self.context.institutions).of_groups(
+            (model or {}).get("groups", [])
+        )
+        if key is None:
+            raise APIError(403, f"{user} belongs to no institution on this hub: no jobs")
+        return key, self.context.institutions[key]
+
+
+class JobsHandler(JobsAPIHandler):
+    """``GET api/jobs``: the caller's jobs; ``POST api/jobs``: submit one."""
+
+    async def get(self) -> None:
+        user = self.owner()
+        jobs = await self.jobs.user_jobs(user)
+        self.send({"jobs": await self.jobs.models(jobs)})
+
+    async def post(self) -> None:
+        user = self.owner()
+        try:
+            request = parse_job_request(self.request.body)
+        except JobRequestError as e:
+            raise APIError(400, str(e)) from None
+        key, institution = await self.institution(user)
+        self.send(await self.jobs.submit(user, key, institution, request), status=201)
+
+
+class JobHandler(JobsAPIHandler):
+    """``GET api/jobs/{id}``: one of the caller's jobs; ``DELETE``: cancel it."""
+
+    async def get(self, job_id: str) -> None:
+        user = self.owner()
+        job = await self.jobs.find(user, job_id)
+        [model] = await self.jobs.models([job])
+        self.send(model)
+
+    async def delete(self, job_id: str) -> None:
+        user = self.owner()
+        self.send(await self.jobs.cancel(user, job_id))
+
+
+class JobLogHandler(JobsAPIHandler):
+    """``GET api/jobs/{id}/log``: the end of the job's output."""
+
+    async def get(self, job_id: str) -> None:
+        user = self.owner()
+        job = await self.jobs.find(user, job_id)
+        key, _ = await self.institution(user)
+        self.send(await asyncio.to_thread(self.jobs.read_log, key, user, job))
+
+
+def jobs_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    return [
+        (prefix + "api/jobs", JobsHandler),
+        (prefix + r"api/jobs/([^/]+)", JobHandler),
+        (prefix + r"api/jobs/([^/]+)/log", JobLogHandler),
+    ]
+
+
+def job_site_from(settings: Any, runtime: str) -> JobSite:
+    """The :class:`JobSite` of a validated site file (``jupyterhub_config.settings``)."""
+    jobs = settings.jobs
+    container = settings.container
+    binds = jobs.extra_binds if jobs.extra_binds is not None else container.extra_binds
+    return JobSite(
+        hub_id=settings.slurm.hub_id,
+        data_root=settings.data_root.rstrip("/") or "/",
+        runtime=runtime,
+        executable=container.executable or (runtime if runtime != "none" else "apptainer"),
+        image=jobs.image or container.image or "",
+        binds=tuple(Bind.parse(b) for b in binds),
+        unsquash=container.unsquash,
+        interpreters=((".sh", (jobs.bash,)), (".py", (jobs.python,))),
+    )
+
+
+def resolve_jobs_runtime(settings: Any) -> str:
+    """``container.runtime`` for jobs; ``auto``: Apptainer when it and the image exist."""
+    import shutil
+
+    runtime = str(settings.container.runtime)
+    if runtime != "auto":
+        return runtime
+    executable = settings.container.executable or shutil.which("apptainer")
+    image = settings.jobs.image or settings.container.image
+    return "apptainer" if executable and image and os.path.exists(image) else "none"
+
+
+def make_compute_jobs(settings: Any, profiles: Mapping[str, Profile], **kwargs: Any) -> ComputeJobs:
+    runtime = resolve_jobs_runtime(settings)
+    jobs = ComputeJobs(
+        site=job_site_from(settings, runtime),
+        institutions=dict(settings.institutions),
+        profiles=dict(profiles),
+        max_queued_per_user=settings.jobs.max_queued_per_user,
+        **kwargs,
+    )
+    if settings.slurm.conf:
+        jobs.slurm.slurm_conf = settings.slurm.conf
+    if settings.slurm.bin_dir:
+        jobs.slurm.bin_dir = settings.slurm.bin_dir
+    if settings.slurm.submit_prefix is not None:
+        jobs.submit_prefix = list(settings.slurm.submit_prefix)
+    return jobs

@@ -1,0 +1,282 @@
+"""The scitex hub service's HTML pages (server-side rendered, tornado templates).
+
+``GET /services/scitex/`` from a browser (``Accept: text/html``): an overview for hub
+admins and institution admins: institutions, usage per institution and user, the
+notebook jobs running now (state and reason from one cached ``squeue``) and recent
+spawns with their recipe. A plain user gets a 403 page. Everything an institution
+admin sees is filtered to the institutions they administer, the same way the JSON API
+filters (``APIHandler.visible``). Other clients of that URL keep the JSON index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tornado import web
+
+from ..db import store as db
+from ..db.models import SpawnRecord
+from ..slurm import QueuedJob, SlurmClient, SlurmError
+from ..units import format_size
+from .handlers import APIError, Caller, IndexHandler, ServiceContext
+from .hubapi import HubAPIError
+
+__all__ = ["TEMPLATE_PATH", "OverviewPage", "QueueCache", "page_handlers"]
+
+TEMPLATE_PATH = str(Path(__file__).resolve().parent / "templates")
+RECENT_SPAWNS = 30
+
+
+class QueueCache:
+    """One ``squeue`` for every page view within ``max_age`` seconds: page views never
+    multiply the controller's load. A failed ``squeue`` is cached too (as the error)."""
+
+    def __init__(self, client: SlurmClient | None, max_age: float = 5.0) -> None:
+        self.client = client
+        self.max_age = max_age
+        self._at = -float("inf")
+        self._jobs: dict[str, QueuedJob] = {}
+        self._error: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> tuple[dict[str, QueuedJob], str | None]:
+        """``(jobs by id, error)``; error is set when SLURM could not be asked."""
+        if self.client is None:
+            return {}, "this service has no SLURM client configured"
+        async with self._lock:
+            if time.monotonic() - self._at >= self.max_age:
+                try:
+                    self._jobs, self._error = await self.client.queue(), None
+                except SlurmError as e:
+                    self._jobs, self._error = {}, str(e)
+                self._at = time.monotonic()
+            return self._jobs, self._error
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "\u2013"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _size(value: int | None) -> str:
+    return "\u2013" if value is None else format_size(value)
+
+
+def _percent(used: int | None, limit: int | None) -> int | None:
+    if used is None or not limit:
+        return None
+    return min(100, round(100 * used / limit))
+
+
+def _recipe(row: SpawnRecord) -> str:
+    """The resources a spawn asked for, as one line (``cpus=2, memory=1GiB, ...``)."""
+    resources = row.resources or {}
+    # Profile and image have columns of their own; unset options say nothing.
+    shown = [
+        f"{key}={resources[key]}"
+        for key in sorted(resources)
+        if key not in ("profile", "image") and resources[key] not in (None, "")
+    ]
+    return ", ".join(shown) or "\u2013"
+
+
+@dataclass
+class RunningJob:
+    user: str
+    institution: str | None
+    profile: str | None
+    job_id: str | None
+    state: str
+    reason: str
+    node: str
+    since: str
+
+
+class OverviewPage(IndexHandler):
+    """The overview page; the JSON index (``IndexHandler``) for non-browser clients."""
+
+    def initialize(  # type: ignore[override]
+        self, context: ServiceContext, hub_auth: Any, queue: QueueCache
+    ) -> None:
+        super().initialize(context, hub_auth)
+        self.queue = queue
+
+    def wants_html(self) -> bool:
+        return "text/html" in self.request.headers.get("Accept", "")
+
+    def set_default_headers(self) -> None:
+        if self.wants_html():
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.set_header("Cache-Control", "no-store")
+            # Our pages run no script and load nothing from elsewhere.
+            self.set_header(
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'self'; frame-ancestors 'none'",
+            )
+        else:
+            super().set_default_headers()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if not self.wants_html():
+            super().write_error(status_code, **kwargs)
+            return
+        message = self._reason
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None:
+            error = exc_info[1]
+            if isinstance(error, web.HTTPError) and error.log_message:
+                message = error.log_message % error.args if error.args else error.log_message
+            elif status_code >= 500:
+                message = "Internal error in the scitex service; see its log"
+        self.render(
+            "error.html",
+            status_code=status_code,
+            message=message,
+            user=(getattr(self, "_hub_auth_user_cache", None) or {}).get("name"),
+        )
+
+    def get_template_path(self) -> str:
+        return TEMPLATE_PATH
+
+    @web.authenticated
+    async def get(self) -> None:
+        if not self.wants_html():
+            super().get()
+            return
+        caller = self.caller()
+        if caller.role == "user":
+            raise APIError(
+                403,
+                f"{caller.name} is neither a hub admin nor an institution admin: these pages "
+                "are for administrators. Your own quota and sessions are in JupyterLab's "
+                "SciTeX panel.",
+            )
+        self.render("overview.html", **(await self.overview(caller)))
+
+    async def overview(self, caller: Caller) -> dict[str, Any]:
+        visible = self.visible(caller)
+        institutions = {row.id: row for row in await self.db(db.list_institutions, visible)}
+        latest = await self.db(db.latest_usage_of, visible)
+        members: dict[str, list[str]] = {}
+        for key in visible:
+            try:
+                members[key] = await self.context.directory.group_members(key)
+            except HubAPIError as e:
+                self.log.warning("Members of %s unknown: %s", key, e)
+                members[key] = []
+        names = {u for key in visible for u in (*latest[key], *members[key])}
+        overrides = await self.db(db.overrides_of, names)
+        usage = []
+        for key in visible:
+            inst = self.context.institutions[key]
+            users = []
+            for name in sorted({*latest[key], *members[key]}):
+                row = latest[key].get(name)
+                override = overrides.get(name)
+                limit = db.effective_limit(
+                    override.limit_bytes if override else None, inst.storage_quota
+                )
+                used = row.used_bytes if row else None
+                users.append(
+                    {
+                        "name": name,
+                        "used": _size(used),
+                        "limit": _size(limit) if limit else "no limit",
+                        "percent": _percent(used, limit),
+                        "override": override is not None,
+                        "measured_at": _when(row.measured_at) if row else "not measured yet",
+                    }
+                )
+            used_total = sum(row.used_bytes for row in latest[key].values())
+            limit_total = (inst.storage_quota or 0) * max(len(users), 1)
+            usage.append(
+                {
+                    "id": key,
+                    "name": inst.name,
+                    "used": _size(used_total),
+                    "quota": _size(inst.storage_quota) if inst.storage_quota else "no limit",
+                    "percent": _percent(used_total, limit_total),
+                    "users": users,
+                }
+            )
+        spawns = await self.db(
+            db.recent_spawns,
+            institutions=caller.administers,
+            limit=RECENT_SPAWNS,
+        )
+        return {
+            "user": caller.name,
+            "size": _size,
+            "caller": caller,
+            "institutions": [institutions[key] for key in visible if key in institutions],
+            "usage": usage,
+            "running": await self.running(caller),
+            "queue_error": self._queue_error,
+            "spawns": [
+                {
+                    "user": row.user,
+                    "institution": row.institution or "\u2013",
+                    "profile": row.profile or "\u2013",
+                    "recipe": _recipe(row),
+                    "image": row.image or "none (no container)",
+                    "job_id": row.job_id or "\u2013",
+                    "node": row.node or "\u2013",
+                    "started_at": _when(row.started_at),
+                    "ended": _when(row.ended_at) if row.ended_at else "running",
+                    "end_reason": row.end_reason or "",
+                }
+                for row in spawns
+            ],
+        }
+
+    _queue_error: str | None = None
+
+    async def running(self, caller: Caller) -> list[RunningJob]:
+        """Notebook servers whose spawn has not ended, with SLURM's word on each job."""
+        open_spawns = [
+            row
+            for row in await self.db(db.recent_spawns, institutions=caller.administers, limit=500)
+            if row.ended_at is None and row.job_id
+        ]
+        if not open_spawns:
+            return []
+        jobs, self._queue_error = await self.queue.get()
+        running = []
+        for row in open_spawns:
+            job = jobs.get(row.job_id or "")
+            if job is not None:
+                state, reason, node = job.state, job.reason, job.node
+            elif self._queue_error:
+                state, reason, node = "UNKNOWN", "SLURM could not be asked", row.node or ""
+            else:
+                state, reason, node = "NOT IN QUEUE", "ended; not yet recorded", row.node or ""
+            running.append(
+                RunningJob(
+                    user=row.user,
+                    institution=row.institution,
+                    profile=row.profile,
+                    job_id=row.job_id,
+                    state=state,
+                    reason="\u2013" if reason in ("", "None", "(null)") else reason,
+                    node=node or "\u2013",
+                    since=_when(row.started_at),
+                )
+            )
+        return running
+
+
+def page_handlers(
+    prefix: str, context: ServiceContext, hub_auth: Any, slurm: SlurmClient | None
+) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
+    """Routes for the pages; put them before the API's (they answer the index for browsers)."""
+    queue = QueueCache(slurm)
+    return [
+        (prefix, OverviewPage, {"context": context, "hub_auth": hub_auth, "queue": queue}),
+        (prefix + "static/(.*)", web.StaticFileHandler, {"path": TEMPLATE_PATH + "/static"}),
+    ]
