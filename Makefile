@@ -12,11 +12,12 @@ PY := $(VENV)/bin/python
 BASE_PYTHON ?= /usr/bin/python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
 
-.PHONY: help system venv install slurm users apptainer postgres demo demo-down demo-status test test-unit test-e2e lint format bench docs clean-venv
+.PHONY: help system venv install slurm users apptainer postgres demo demo-cluster demo-cluster-down demo-down demo-status test test-unit test-e2e lint format bench docs clean-venv
 
 help:
 	@echo "make demo       start the demo hub on http://127.0.0.1:8000 (SLURM, users, hub)"
 	@echo "make demo-down  stop everything make demo started"
+	@echo "make demo-cluster  the demo on a two-node SLURM in network namespaces"
 	@echo "make test       run the whole test suite (starts the services it needs)"
 	@echo "make lint       ruff and mypy"
 	@echo "make bench      benchmarks into bench/results/"
@@ -67,6 +68,17 @@ demo: system install slurm users
 
 demo-down:
 	$(SUDO) bash deploy/dev/demo.sh stop
+
+# The multi-node shape: the host as login node, compute nodes in network
+# namespaces (docs/cluster.md).
+demo-cluster: system install users
+	-$(SUDO) $(MAKE) --no-print-directory apptainer
+	$(SUDO) bash deploy/dev/cluster.sh start
+	$(SUDO) env SCITEX_CONFIG=$(CURDIR)/deploy/dev/scitex-cluster.yaml bash deploy/dev/demo.sh start
+
+demo-cluster-down:
+	$(SUDO) bash deploy/dev/demo.sh stop
+	$(SUDO) bash deploy/dev/cluster.sh stop
 
 demo-status:
 	$(SUDO) bash deploy/dev/demo.sh status

@@ -219,3 +219,11 @@ def test_job_spec_in_apptainer() -> None:
 def test_bad_container_binds_name_the_trait() -> None:
     with pytest.raises(Exception, match=r"SciTeXSpawner\.container_binds"):
         make_spawner().container_binds = ["/home/bob:/data"]
+
+
+def test_jobs_are_never_requeued() -> None:
+    """A node failure must end the server's job (NODE_FAIL), not requeue it to
+    start later on a node and port the hub does not know."""
+    spawner = make_spawner()
+    spawner.get_env = lambda: {"JUPYTERHUB_API_TOKEN": "t"}  # type: ignore[method-assign]
+    assert spawner.job_environment()["SBATCH_NO_REQUEUE"] == "1"
