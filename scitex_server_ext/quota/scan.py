@@ -7,6 +7,7 @@ hub's usage scanner); this module adds the settings and the timer.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -28,13 +29,14 @@ class ScanQuotaBackend(QuotaBackend):
     source = "scan"
 
     engine = Enum(
-        ["python", "du"],
-        default_value="python",
+        ["auto", "python", "du"],
+        default_value="auto",
         config=True,
         help="""What walks the tree: ``python`` (os.scandir with fstatat, in a worker
         thread of the server) or ``du`` (GNU ``du -x -B1 -0 --max-depth=2`` in a
-        subprocess: the same numbers, and the walk never competes with the server for
-        the interpreter lock).""",
+        subprocess: the same numbers, faster (C), and the walk never competes with the
+        server for the interpreter lock). ``auto``: ``du`` when ``du_command`` is found,
+        else ``python``.""",
     )
 
     threads = Int(
@@ -65,8 +67,14 @@ class ScanQuotaBackend(QuotaBackend):
         super().__init__(**kwargs)
         self._cancel = threading.Event()
 
+    @property
+    def effective_engine(self) -> str:
+        if self.engine == "auto":
+            return "du" if shutil.which(self.du_command) else "python"
+        return str(self.engine)
+
     async def measure(self) -> Usage:
-        if self.engine == "du":
+        if self.effective_engine == "du":
             result = await du_scan(
                 self.root,
                 projects_dir=self.projects_dir,

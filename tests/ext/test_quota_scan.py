@@ -209,3 +209,10 @@ def test_settings_are_validated() -> None:
     with pytest.raises(TraitError, match="threads"):
         ScanQuotaBackend(root="/", threads=0)
     assert isinstance(ScanQuotaBackend(root="/"), QuotaBackend)
+
+
+def test_auto_engine_prefers_du_and_falls_back_to_python(tree: Path) -> None:
+    assert ScanQuotaBackend(root=str(tree)).effective_engine == "du"
+    missing_du = ScanQuotaBackend(root=str(tree), du_command="/nonexistent/du")
+    assert missing_du.effective_engine == "python"
+    assert ScanQuotaBackend(root=str(tree), engine="python").effective_engine == "python"
