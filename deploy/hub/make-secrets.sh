@@ -34,6 +34,7 @@ make gitea_db_password 24
 make gitea_secret_key 32
 make gitea_internal_token 48
 make jupyterhub_crypt_key 32        # JUPYTERHUB_CRYPT_KEY: 32 bytes, hex
+make gitea_admin_password 24        # set it as the Gitea admin's password
 make jupyterhub_cookie_secret 32
 make configproxy_auth_token 32
 # Compose needs these files to exist; the admin fills them in: the token once

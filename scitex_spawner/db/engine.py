@@ -10,7 +10,9 @@ DDL (migrations) runs inside a real transaction (pysqlite would otherwise autoco
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -22,6 +24,22 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. The switch needs the database to itself and does
+    not wait on the busy timeout, so connections racing on a new file retry."""
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def make_engine(db_url: str, **kwargs: Any) -> Engine:
@@ -46,7 +64,7 @@ def make_engine(db_url: str, **kwargs: Any) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             if url.database and url.database != ":memory:":
                 # Persistent for the file: the hub's own connections use it too.
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(cursor)
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
