@@ -109,12 +109,9 @@ def apply_auth(c: Any, settings: Settings) -> None:
             # ldapauthenticator checks membership of exactly these groups and
             # reports the ones that hold the user in auth_state["ldap_groups"].
             # With allow_all they do not gate sign-in: the institution does.
+            # Institutions' and labs' groups alike (labs need theirs reported too).
             c.LDAPAuthenticator.allowed_groups = sorted(
-                {
-                    ldap_group_dn(name, ldap.group_search_base)
-                    for inst in settings.institutions.values()
-                    for name in inst.ldap_groups
-                }
+                {ldap_group_dn(name, ldap.group_search_base) for name in group_names.values()}
             )
         # mail for email domains; memberOf where the directory maintains it.
         c.LDAPAuthenticator.auth_state_attributes = ["mail"] + (

@@ -125,13 +125,16 @@ class GiteaTeam:
     id: int
     name: str
     permission: str = ""
+    org: str = ""  # the organization's name (``organization.username``)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> GiteaTeam:
+        org = d.get("organization") or {}
         return cls(
             id=int(d.get("id") or 0),
             name=str(d.get("name") or ""),
             permission=str(d.get("permission") or ""),
+            org=str(org.get("username") or org.get("name") or ""),
         )
 
 
@@ -461,6 +464,10 @@ class GiteaClient(LoggingConfigurable):
         return GiteaTeam.from_json(
             await self.request("POST", f"/orgs/{_seg(org)}/teams", body=body, ok=(201,))
         )
+
+    async def list_my_teams(self, *, sudo: str | None = None) -> list[GiteaTeam]:
+        """``GET /user/teams``: every team (in any organization) the user is in."""
+        return [GiteaTeam.from_json(d) for d in await self._paged("/user/teams", sudo=sudo)]
 
     async def add_team_member(self, team_id: int, username: str) -> None:
         """``PUT /teams/{id}/members/{username}``."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from tornado import web
 
-from .institutions import Institution, InstitutionDirectory
+from .institutions import Institution, InstitutionDirectory, lab_group
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +99,20 @@ def ldap_group_names(
     institutions: Mapping[str, Institution], group_search_base: str | None
 ) -> dict[str, str]:
     """``{normalized DN: name as written in the site file}`` for every directory
-    group an institution lists. Raises ValueError naming the institution."""
+    group an institution or one of its labs lists. Raises ValueError naming the key."""
     names: dict[str, str] = {}
     for key, institution in institutions.items():
-        for name in institution.ldap_groups:
-            try:
-                dn = ldap_group_dn(name, group_search_base)
-            except ValueError as e:
-                raise ValueError(f"institutions.{key}.ldap_groups: {e}") from None
-            names[normalize_dn(dn)] = name
+        listed = [(f"institutions.{key}.ldap_groups", institution.ldap_groups)] + [
+            (f"institutions.{key}.labs.{lab_id}.ldap_groups", lab.ldap_groups)
+            for lab_id, lab in institution.labs.items()
+        ]
+        for where, group_list in listed:
+            for name in group_list:
+                try:
+                    dn = ldap_group_dn(name, group_search_base)
+                except ValueError as e:
+                    raise ValueError(f"{where}: {e}") from None
+                names[normalize_dn(dn)] = name
     return names
 
 
@@ -179,9 +184,11 @@ def make_post_auth_hook(
                 groups,
             )
             raise NoInstitution(username, email, groups)
-        # The institution is the user's only managed group: this also takes the
-        # user out of an institution the site file no longer gives them.
-        auth_model["groups"] = [institution]
+        # The institution (first) and its labs the user is in are the user's only
+        # managed groups: this also takes the user out of an institution or lab the
+        # site file no longer gives them.
+        labs = directory.labs_of(institution, username, groups=groups)
+        auth_model["groups"] = [institution] + [lab_group(institution, lab) for lab in labs]
         return auth_model
 
     return post_auth_hook

@@ -8,6 +8,10 @@ admin's credentials, that
 * the institution has an organization (``gitea_org``, else the institution id) with a team
   ``members`` (write access to the organization's repositories), the user is in that team and
   in no other institution's ``members`` team;
+* each lab of the institution (``institutions.<id>.labs``) is a team ``lab-<lab>`` in that
+  organization (write access to the repositories given to the team); the user is in the teams
+  of their labs and in no other ``lab-*`` team of any institution's organization (a user who
+  left a lab, or moved);
 * the user has one token, named ``scitex-notebook``, with the least scopes the notebook server
   needs (:data:`NOTEBOOK_TOKEN_SCOPES`). Gitea mints user tokens only with basic
   authentication, so this uses the admin's password with ``Sudo: <user>``.
@@ -24,17 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from scitex_gitea.client import NOTEBOOK_TOKEN_SCOPES, GiteaClient, GiteaError
 
-from .institutions import Institution
+from .institutions import Institution, InstitutionDirectory
 
 AUTH_STATE_KEY = "scitex_gitea"
 TOKEN_NAME = "scitex-notebook"  # noqa: S105 - the token's name in Gitea, not a secret
 MEMBERS_TEAM = "members"
+LAB_TEAM_PREFIX = "lab-"
 # What the notebook server reads (scitex_server_ext.projects, git_credential_helper).
 GITEA_ENV = ("SCITEX_GITEA_URL", "SCITEX_GITEA_TOKEN", "SCITEX_GITEA_USER", "SCITEX_GITEA_ORG")
 
@@ -90,17 +95,24 @@ class GiteaProvisioner:
         institution_id: str | None,
         email: str | None = None,
         previous: Mapping[str, Any] | None = None,
+        labs: Sequence[str] = (),
     ) -> dict[str, str]:
         """The ``auth_state`` entry for ``username``: url, user, org and token, or an error.
 
         ``previous`` is the entry stored at the last sign-in: its token is kept while Gitea
-        still accepts it for this user, so a running server's token stays valid.
+        still accepts it for this user, so a running server's token stays valid. ``labs``:
+        the ids of the institution's labs the user is in.
         """
         org = self.org_of(institution_id)
+        own_labs = [
+            lab for lab in labs if org and lab in self.institutions[institution_id or ""].labs
+        ]
         try:
             await self.ensure_user(username, email)
             if org:
-                await self.ensure_membership(username, institution_id or "", org)
+                await self.ensure_membership(username, institution_id or "", org, own_labs)
+            # Lab teams first: a lab team alone keeps the user a member of its organization.
+            await self.leave_old_labs(username, org, own_labs)
             await self.leave_other_orgs(username, org)
             token = await self.ensure_token(username, previous)
         except (GiteaError, OSError, asyncio.TimeoutError) as e:
@@ -127,19 +139,41 @@ class GiteaProvisioner:
         )
         self.log.info("Created Gitea user %s", username)
 
-    async def _members_team(self, org: str, full_name: str) -> int:
+    async def ensure_membership(
+        self, username: str, institution_id: str, org: str, labs: Sequence[str] = ()
+    ) -> None:
+        """In the organization's ``members`` team and the ``lab-<id>`` team of each lab,
+        creating the organization and teams that are missing."""
         if await self.api.get_org(org) is None:
-            await self.api.create_org(org, full_name=full_name)
+            await self.api.create_org(org, full_name=self.institutions[institution_id].name)
             self.log.info("Created Gitea organization %s", org)
-        for team in await self.api.list_org_teams(org):
-            if team.name.lower() == MEMBERS_TEAM:
-                return team.id
-        team = await self.api.create_team(org, MEMBERS_TEAM, permission="write")
-        return team.id
+        teams = {team.name.lower(): team for team in await self.api.list_org_teams(org)}
+        for name in [MEMBERS_TEAM] + [LAB_TEAM_PREFIX + lab for lab in labs]:
+            team = teams.get(name)
+            if team is None:
+                is_members = name == MEMBERS_TEAM
+                # members: write to every repository; a lab team: to the repositories given
+                # to it (members may already create repositories in the organization).
+                team = await self.api.create_team(
+                    org,
+                    name,
+                    permission="write",
+                    includes_all_repositories=is_members,
+                    can_create_org_repo=is_members,
+                )
+                self.log.info("Created Gitea team %s/%s", org, name)
+            await self.api.add_team_member(team.id, username)  # idempotent (PUT)
 
-    async def ensure_membership(self, username: str, institution_id: str, org: str) -> None:
-        team_id = await self._members_team(org, self.institutions[institution_id].name)
-        await self.api.add_team_member(team_id, username)  # idempotent (PUT)
+    async def leave_old_labs(self, username: str, own_org: str, labs: Sequence[str]) -> None:
+        """Out of every ``lab-*`` team of an institution's organization that is not one of
+        the user's labs (one listing of the user's teams, then one call per team left)."""
+        keep = {(own_org.lower(), (LAB_TEAM_PREFIX + lab).lower()) for lab in labs}
+        orgs = {self.org_of(key).lower() for key in self.institutions} - {""}
+        for team in await self.api.list_my_teams(sudo=username):
+            key = (team.org.lower(), team.name.lower())
+            if key[0] in orgs and key[1].startswith(LAB_TEAM_PREFIX) and key not in keep:
+                await self.api.remove_team_member(team.id, username)
+                self.log.info("Removed %s from Gitea team %s/%s", username, team.org, team.name)
 
     async def leave_other_orgs(self, username: str, own_org: str) -> None:
         """Out of every other institution's ``members`` team (a user who moved)."""
@@ -199,6 +233,8 @@ def with_gitea_provisioning(
         model: dict[str, Any] = await result if asyncio.iscoroutine(result) else result
         username = model["name"]
         groups = model.get("groups") or []
+        directory = InstitutionDirectory(provisioner.institutions)
+        institution = directory.of_groups(groups)
         # JupyterHub's own log (the authenticator's), where admins look.
         provisioner.log = getattr(authenticator, "log", None) or provisioner.log
         previous: Mapping[str, Any] | None = None
@@ -209,7 +245,11 @@ def with_gitea_provisioning(
         try:
             entry = await asyncio.wait_for(
                 provisioner.provision(
-                    username, groups[0] if groups else None, identity(model), previous
+                    username,
+                    institution,
+                    identity(model),
+                    previous,
+                    labs=directory.labs_of_groups(institution, groups) if institution else (),
                 ),
                 timeout,
             )

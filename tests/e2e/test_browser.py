@@ -7,8 +7,8 @@ the scitex service's admin pages as an institution admin and as a plain user.
 Screenshots of each step go to ``$SCITEX_TEST_ARTIFACTS/browser`` (else a temporary
 directory, printed in the test log); the ones in ``docs/images`` come from here.
 
-Not covered yet: syncing a project and submitting a compute job from the panel (no
-Gitea provisioning and no jobs API exist yet to drive them for real).
+Syncing a project with Gitea and running a compute job from the panel: in
+``test_browser_workflow.py`` (its own hub, with Gitea and jobs configured).
 """
 
 from __future__ import annotations

@@ -59,6 +59,14 @@ def kill_daemon(pid_file: str) -> None:
         time.sleep(0.1)
 
 
+def metric(text: str, name: str) -> float:
+    """One sample's value from Prometheus text (name with its labels, as printed)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /hub/metrics")
+
+
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,6 +102,9 @@ def test_controller_down_for_30_s_keeps_servers(hub: Hub, alice: HubUser, passwo
             assert user.server_model().get("ready"), f"{user.name}'s server was dropped"
             assert user.api("GET", f"/user/{user.name}/api/status").status_code == 200
         assert hub.log_text().count("SLURM did not answer") > errors_before
+        # ...and counted where monitoring sees it.
+        admin = signed_in(hub, "admin", password)
+        assert metric(admin.api("GET", "/hub/metrics").text, "scitex_queue_poll_errors_total") > 0
     finally:
         slurm_sh("start")
     time.sleep(2 * POLL + 1)
@@ -204,3 +215,26 @@ def test_hub_restart_readopts_a_running_server(hub: Hub, alice: HubUser) -> None
     assert [j for j, v in hub.jobs().items() if v["user"] == "alice"] == [job]
     alice.api("DELETE", "/hub/api/users/alice/server")
     alice.wait_stopped()
+
+
+def test_cancelling_a_pending_spawn_cancels_the_job(hub: Hub, alice: HubUser) -> None:
+    scontrol("update", "partitionname=batch", "state=down")
+    try:
+        r = alice.api(
+            "POST", "/hub/api/users/alice/server", json={"profile": "medium", "partition": "batch"}
+        )
+        assert r.status_code in (201, 202), r.text
+        pending = wait_for(
+            lambda: [
+                j for j, v in hub.jobs().items() if v["user"] == "alice" and v["state"] == "PENDING"
+            ],
+            30,
+            "a pending job",
+        )
+        # The user gives up waiting: the hub cancels the queued job.
+        r = alice.api("DELETE", "/hub/api/users/alice/server")
+        assert r.status_code in (202, 204), r.text
+        wait_for(lambda: pending[0] not in hub.jobs(), 30, "the pending job to be cancelled")
+        wait_for(lambda: not alice.server_model(), 30, "the spawn to be over")
+    finally:
+        scontrol("update", "partitionname=batch", "state=up")

@@ -242,6 +242,17 @@ def test_projects_through_a_spawned_server(
     assert gitea.api("GET", "/users/alice").status_code == 200
     assert gitea.api("GET", "/orgs/demo-u/members/alice").status_code == 204
     assert gitea.api("GET", "/orgs/other-u/members/alice").status_code == 404
+    # And of her lab's team (the demo site file puts her in demo-u's lab neuro).
+    r = requests.get(
+        f"{gitea.url}/api/v1/user/teams",
+        headers={"Authorization": f"token {gitea.admin_token}", "Sudo": "alice"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert sorted((t["organization"]["username"], t["name"]) for t in r.json()) == [
+        ("demo-u", "lab-neuro"),
+        ("demo-u", "members"),
+    ]
 
     r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
     assert r.status_code in (201, 202), r.text

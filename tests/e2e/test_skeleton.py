@@ -172,9 +172,26 @@ def _uid(name: str) -> int:
     [
         ({"cmd": "/bin/sh -c id"}, "cmd: unknown option"),
         ({"prologue": "id"}, "prologue: unknown option"),
+        ({"epilogue": "id"}, "epilogue: unknown option"),
+        ({"options": "--uid=0"}, "options: unknown option"),
+        ({"homedir": "/root"}, "homedir: unknown option"),
+        ({"keepvars": "LD_PRELOAD"}, "keepvars: unknown option"),
+        ({"exec_prefix": "sh -c"}, "exec_prefix: unknown option"),
         ({"partition": "debug\n#SBATCH --uid=0"}, "partition: newlines are not allowed"),
+        ({"partition": "debug\r"}, "partition: newlines are not allowed"),
+        ({"partition": "debug;id"}, "partition: only letters, digits"),
+        ({"partition": "$(id)"}, "partition: only letters, digits"),
+        ({"partition": "x" * 100}, "partition: longer than 64 characters"),
+        ({"partition": "batch"}, "partition: 'batch' is not offered by profile 'small'"),
         ({"cpus": "2"}, "cpus: expected a whole number"),
+        ({"cpus": 2.5}, "cpus: expected a whole number"),
+        ({"cpus": 64}, "cpus: 64 is outside the allowed range 1 to 2"),
+        ({"memory": "64GiB"}, "memory: 64GiB is outside the allowed range"),
+        ({"memory": "lots"}, "memory: 'lots' is not a size"),
+        ({"runtime": "99:00:00"}, "runtime: 4-03:00:00 is outside the allowed range"),
+        ({"gpus": 1}, "gpus: 1 is outside the allowed range 0 to 0"),
         ({"profile": "other-small"}, "not available to your institution"),
+        ({"profile": "nope"}, "profile: no profile named 'nope'"),
     ],
 )
 def test_bad_options_get_400_and_no_job(
@@ -204,3 +221,29 @@ def test_four_users_share_the_node(hub: Hub, password: str) -> None:
         user.api("DELETE", f"/hub/api/users/{user.name}/server")
     for user in users:
         user.wait_stopped()
+
+
+def test_metrics_on_the_hub(hub: Hub, alice: HubUser, password: str) -> None:
+    """After the spawns above: the queue watcher's polls, the spawn durations by
+    profile and the jobs by state are on the hub's /metrics."""
+    from tests.e2e.test_faults import metric
+
+    if not alice.server_model().get("ready"):
+        alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
+        alice.wait_ready()
+    admin = signed_in(hub, "admin", password)
+    r = admin.api("GET", "/hub/metrics")
+    assert r.status_code == 200, r.text
+    text = r.text
+    assert metric(text, "scitex_queue_poll_duration_seconds_count") > 0
+    assert metric(text, 'scitex_spawn_duration_seconds_count{profile="small"}') >= 1
+    assert metric(text, 'scitex_jobs{state="RUNNING"}') >= 1
+    assert metric(text, 'scitex_slurm_commands_total{command="sbatch"}') >= 1
+    # One squeue per poll cycle, whatever the number of servers: never more
+    # squeue calls than cycles.
+    assert metric(text, 'scitex_slurm_commands_total{command="squeue"}') <= metric(
+        text, "scitex_queue_poll_duration_seconds_count"
+    )
+    assert "scitex_queue_poll_errors_total" in text
+    alice.api("DELETE", "/hub/api/users/alice/server")
+    alice.wait_stopped()

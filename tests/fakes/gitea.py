@@ -163,6 +163,8 @@ ROUTES = (
     Route("GET", "/orgs/{org}/members/{username}", "organization", "is_member"),
     Route("GET", "/orgs/{org}/teams", "organization", "list_teams"),
     Route("POST", "/orgs/{org}/teams", "organization", "create_team"),
+    # Gitea serves it in its /user group: the "user" scope category.
+    Route("GET", "/user/teams", "user", "list_my_teams"),
     Route("PUT", "/teams/{id}/members/{username}", "organization", "add_team_member"),
     Route("DELETE", "/teams/{id}/members/{username}", "organization", "remove_team_member"),
     Route("GET", "/orgs/{org}/repos", "organization", "list_org_repos"),
@@ -735,6 +737,13 @@ class FakeGitea:
         if not (me.is_admin or self._is_member(the_org.login, me.login)):
             raise ApiError(404, "not a member")
         teams = sorted(self._org_teams(the_org.login), key=lambda t: t.id)
+        return 200, [self._team_json(t) for t in _page(teams, page, limit)]
+
+    async def list_my_teams(self, auth: Auth, page: int = 1, limit: int = 50) -> tuple[int, Any]:
+        me = self._need_user(auth)
+        teams = sorted(
+            (t for t in self.teams.values() if me.login.lower() in t.members), key=lambda t: t.id
+        )
         return 200, [self._team_json(t) for t in _page(teams, page, limit)]
 
     def _org_admin(self, auth: Auth, org: str) -> Account:

@@ -49,12 +49,12 @@ def test_a_description_of_a_key_that_is_gone_is_an_error() -> None:
 
 
 def _keys(data: Any, prefix: str = "") -> set[str]:
-    """Dotted keys of a site file, with institution ids and profile names generic."""
+    """Dotted keys of a site file, with institution ids, profile and lab names generic."""
     keys = set()
     for key, value in data.items():
         if prefix == "institutions.":
             key = "<id>"
-        elif prefix == "profiles.":
+        elif prefix in ("profiles.", "institutions.<id>.labs."):
             key = "<name>"
         path = f"{prefix}{key}"
         if key not in ("<id>", "<name>"):  # a table of its own, not a row

@@ -26,14 +26,23 @@ from scitex_spawner.gitea_provision import (
     gitea_environment,
     with_gitea_provisioning,
 )
-from scitex_spawner.institutions import Institution
+from scitex_spawner.institutions import Institution, Lab
 from tests.fakes.gitea import FakeGiteaServer
 
 ADMIN_PASSWORD = "admin-pw-31415"
 
 INSTITUTIONS = {
-    "demo-u": Institution(name="Demo University", users=("alice", "bob")),
-    "other-u": Institution(name="Other University", users=("carol",), gitea_org="other-lab"),
+    "demo-u": Institution(
+        name="Demo University",
+        users=("alice", "bob"),
+        labs={"neuro": Lab(name="Neuroscience"), "chem": Lab(name="Chemistry")},
+    ),
+    "other-u": Institution(
+        name="Other University",
+        users=("carol",),
+        gitea_org="other-lab",
+        labs={"neuro": Lab(name="Other Neuro")},
+    ),
 }
 
 
@@ -120,6 +129,65 @@ async def test_membership_follows_the_institution(gitea: tuple[FakeGiteaServer, 
     assert admin_entry["org"] == "" and admin_entry["token"]
 
 
+async def teams_of(prov: GiteaProvisioner, username: str) -> set[tuple[str, str]]:
+    return {(t.org, t.name) for t in await prov.api.list_my_teams(sudo=username)}
+
+
+async def test_labs_are_teams_in_the_institution_org_and_membership_follows_them(
+    gitea: tuple[FakeGiteaServer, str],
+) -> None:
+    server, admin_token = gitea
+    prov = provisioner(server, admin_token)
+    entry = await prov.provision("alice", "demo-u", labs=["neuro"])
+    # The notebook's organization stays the institution's.
+    assert entry["org"] == "demo-u" and entry["token"]
+    assert await teams_of(prov, "alice") == {("demo-u", "members"), ("demo-u", "lab-neuro")}
+    teams = {t.name: t for t in server.fake.teams.values() if t.org == "demo-u"}
+    assert sorted(teams) == ["Owners", "lab-neuro", "members"]
+    lab = teams["lab-neuro"]
+    # Write to the repositories given to the lab; not every repository, no org-wide creation.
+    assert (lab.permission, lab.includes_all_repositories, lab.can_create_org_repo) == (
+        "write",
+        False,
+        False,
+    )
+    await prov.provision("bob", "demo-u", labs=["neuro", "chem"])
+    # alice moved from neuro to chem: out of lab-neuro, bob stays; the team stays.
+    await prov.provision("alice", "demo-u", labs=["chem"])
+    assert await teams_of(prov, "alice") == {("demo-u", "members"), ("demo-u", "lab-chem")}
+    assert await teams_of(prov, "bob") == {
+        ("demo-u", "members"),
+        ("demo-u", "lab-neuro"),
+        ("demo-u", "lab-chem"),
+    }
+    # A lab the institution does not declare (removed from the site file) is no team.
+    await prov.provision("alice", "demo-u", labs=["gone", "chem"])
+    assert not any(t.name == "lab-gone" for t in server.fake.teams.values())
+    assert await teams_of(prov, "alice") == {("demo-u", "members"), ("demo-u", "lab-chem")}
+    # No labs: only the institution; the organization's other teams are left alone.
+    server.fake.add_org("elsewhere", owners=("gitea-admin",), members=("alice",))
+    await prov.provision("alice", "demo-u")
+    assert await teams_of(prov, "alice") == {("demo-u", "members"), ("elsewhere", "Members")}
+
+
+async def test_an_existing_lab_team_is_reused_and_a_move_leaves_the_old_labs(
+    gitea: tuple[FakeGiteaServer, str],
+) -> None:
+    server, admin_token = gitea
+    prov = provisioner(server, admin_token)
+    await prov.provision("bob", "demo-u")  # the organization exists, no lab team yet
+    made = await prov.api.create_team("demo-u", "Lab-Neuro", includes_all_repositories=False)
+    await prov.provision("carol", "demo-u", labs=["neuro"])
+    assert await teams_of(prov, "carol") == {("demo-u", "members"), ("demo-u", "Lab-Neuro")}
+    assert sum(t.org == "demo-u" for t in server.fake.teams.values()) == 3
+    assert made.id in {t.id for t in await prov.api.list_my_teams(sudo="carol")}
+    # carol moved to other-u: out of demo-u's lab team too, so out of the organization.
+    entry = await prov.provision("carol", "other-u", labs=["neuro"])
+    assert entry["org"] == "other-lab"
+    assert await teams_of(prov, "carol") == {("other-lab", "members"), ("other-lab", "lab-neuro")}
+    assert not await prov.api.is_org_member("demo-u", "carol")
+
+
 async def test_a_failure_is_reported_without_secrets_and_does_not_raise(
     gitea: tuple[FakeGiteaServer, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -175,6 +243,29 @@ async def test_the_hook_stores_the_entry_in_auth_state_after_the_institution_map
     stored = model["auth_state"]
     model2 = await hook(None, handler, {"name": "carol", "auth_state": None})
     assert model2["auth_state"][AUTH_STATE_KEY]["token"] == entry["token"]
+
+
+async def test_the_hook_gives_the_labs_in_the_users_groups(
+    gitea: tuple[FakeGiteaServer, str],
+) -> None:
+    server, admin_token = gitea
+    prov = provisioner(server, admin_token)
+    groups: list[str] = []
+
+    def institution_hook(authenticator: Any, handler: Any, model: dict[str, Any]) -> Any:
+        model["groups"] = list(groups)
+        return model
+
+    hook = with_gitea_provisioning(institution_hook, prov)
+    # The institution is found among the groups wherever it is; another institution's
+    # lab group is not a lab of this one.
+    groups[:] = ["demo-u:chem", "other-u:neuro", "demo-u"]
+    model = await hook(None, None, {"name": "alice", "auth_state": None})
+    assert model["auth_state"][AUTH_STATE_KEY]["org"] == "demo-u"
+    assert await teams_of(prov, "alice") == {("demo-u", "members"), ("demo-u", "lab-chem")}
+    groups[:] = ["demo-u"]
+    await hook(None, None, {"name": "alice", "auth_state": None})
+    assert await teams_of(prov, "alice") == {("demo-u", "members")}
 
 
 def test_the_spawner_hook_gives_the_token_to_this_server_only() -> None:
