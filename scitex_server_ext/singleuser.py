@@ -59,6 +59,14 @@ def with_port(service_url: str, port: int) -> str:
     return urlunparse(parts._replace(netloc=f"{host}:{port}"))
 
 
+# Optional modules that cost much at import and that a notebook server does not use.
+# rfc3987-syntax (pulled in through jupyter-events -> jsonschema[format-nongpl])
+# compiles a Lark grammar when imported: about 0.8 s of every start, to check the
+# "iri" string formats no Jupyter event schema uses. jsonschema skips those checks
+# when the module is absent. SCITEX_FULL_IMPORTS=1 keeps them.
+SKIPPED_MODULES = ("rfc3987_syntax",)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
@@ -67,6 +75,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             "scitex-singleuser: JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL are needed"
         )
+    if os.environ.get("SCITEX_FULL_IMPORTS") != "1":
+        for name in SKIPPED_MODULES:
+            # None in sys.modules makes `import name` raise ImportError.
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    # Import the server before taking a port, so the port is free for as short a
+    # time as possible; the same interpreter then runs it (no second start-up).
+    from jupyterhub.singleuser import main as singleuser_main
+
     port = free_port()
     report_port(api_url, token, port)
     service_url = os.environ.get("JUPYTERHUB_SERVICE_URL")
@@ -74,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["JUPYTERHUB_SERVICE_URL"] = with_port(service_url, port)
     else:
         args = [*args, f"--port={port}"]
-    python = sys.executable
-    os.execv(python, [python, "-m", "jupyterhub.singleuser", *args])  # noqa: S606
+    sys.argv = ["jupyterhub-singleuser", *args]
+    sys.exit(singleuser_main())
 
 
 if __name__ == "__main__":

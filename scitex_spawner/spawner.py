@@ -578,16 +578,7 @@ class SciTeXSpawner(SlurmSpawner):
             self.spawn_records.running(node)
             address = self.watcher.node_address(node)
             self._event(f"Job {self.job_id} running on node {node}; server starting", 60)
-            try:
-                port = await asyncio.wait_for(
-                    asyncio.shield(self._port_future), timeout=self.startup_timeout
-                )
-            except asyncio.TimeoutError:
-                raise SpawnFailed(
-                    f"The notebook server in job {self.job_id} did not start within "
-                    f"{self.startup_timeout} s; see the job log in your data directory "
-                    f"({self.log_subdir}/notebook-{self.job_id}.log)"
-                ) from None
+            port = await self._wait_for_port()
             self.job_port = port
             self._save_state()
             self._event(f"Server on {node} reported port {port}; waiting for it to listen", 75)
@@ -633,6 +624,38 @@ class SciTeXSpawner(SlurmSpawner):
                         f"({last_reason or 'no reason given'}); it was cancelled"
                     )
                 await self.watcher.next_cycle(timeout=max(1.0, self.queue_poll_interval))
+
+    async def _wait_for_port(self) -> int:
+        """The port the server reports, while watching its job: a job that ends
+        first fails the start at once, not after the whole start-up limit."""
+        future = self._port_future
+        if future is None:
+            raise RuntimeError("start() creates the port future before waiting on it")
+        log_hint = (
+            f"see the job log in your data directory ({self.log_subdir}/notebook-{self.job_id}.log)"
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        with self.watcher.hurry():
+            while True:
+                try:
+                    return await asyncio.wait_for(
+                        asyncio.shield(future),
+                        timeout=max(1.0, self.watcher.fast_interval * 2),
+                    )
+                except asyncio.TimeoutError:
+                    pass
+                view = self.watcher.view(self.job_id)
+                if view.status == "finished" and view.finished is not None:
+                    self.exit_reason = view.finished.describe()
+                    raise SpawnFailed(
+                        f"Job {self.job_id} ended before its server started: "
+                        f"{self.exit_reason}; {log_hint}"
+                    )
+                if time.monotonic() > deadline:
+                    raise SpawnFailed(
+                        f"The notebook server in job {self.job_id} did not start within "
+                        f"{self.startup_timeout} s; {log_hint}"
+                    )
 
     async def _wait_listening(self, address: str, port: int, deadline: float) -> None:
         """Probe the port until it accepts connections.

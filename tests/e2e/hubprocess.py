@@ -297,7 +297,7 @@ def server_pids(hub: Hub, user: str) -> list[int]:
     hubs on the machine may run servers for the same user)."""
     port = hub.settings["hub"]["hub_bind_url"].rsplit(":", 1)[1].strip("/")
     pids = []
-    for pid in processes_of(user, "jupyterhub.singleuser"):
+    for pid in processes_of(user, "scitex_server_ext.singleuser"):
         try:
             api_url = read_environ(pid).get("JUPYTERHUB_API_URL", "")
         except OSError:

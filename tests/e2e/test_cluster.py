@@ -263,7 +263,7 @@ def check_reachable(user: HubUser, node: str) -> None:
     assert session.status_code == 200, session.text
     assert session.json()["node"] == node
     # The server runs in the node's namespace: reachable only at its address.
-    assert any("jupyterhub.singleuser" in c for c in processes_in_node(node, user.name))
+    assert any("scitex_server_ext.singleuser" in c for c in processes_in_node(node, user.name))
 
 
 def test_servers_on_different_nodes_through_the_proxy(

@@ -238,3 +238,30 @@ def test_cancelling_a_pending_spawn_cancels_the_job(hub: Hub, alice: HubUser) ->
         wait_for(lambda: not alice.server_model(), 30, "the spawn to be over")
     finally:
         scontrol("update", "partitionname=batch", "state=up")
+
+
+def test_a_job_that_dies_before_its_server_starts_fails_the_spawn_at_once(
+    services: str, password: str
+) -> None:
+    broken = new_hub(notebook={"python": "/bin/false"}, slurm={"poll_interval": POLL})
+    broken.start()
+    try:
+        alice = signed_in(broken, "alice", password)
+        started = time.monotonic()
+        alice.api("POST", "/hub/api/users/alice/server", json={})
+
+        def failed() -> str:
+            events = alice.api("GET", "/hub/api/users/alice/server/progress").text
+            return events if '"failed": true' in events else ""
+
+        events = wait_for(failed, 60, "the spawn to fail")
+        # Noticed from the job's end, not after the 300 s start-up limit.
+        assert time.monotonic() - started < 30
+        assert "ended before its server started" in events
+        assert "state FAILED" in events
+        assert not broken.jobs()
+    finally:
+        broken.cancel_all_jobs()
+        broken.kill()
+        broken.stop_proxy()
+        shutil.rmtree(broken.root, ignore_errors=True)

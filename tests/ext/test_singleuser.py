@@ -1,0 +1,74 @@
+"""The job's entry point: reports its port to the hub, then runs the server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from scitex_server_ext import singleuser
+
+
+class Hub(BaseHTTPRequestHandler):
+    answers: list[int] = []
+    received: list[tuple[str, str, dict]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.received.append((self.path, self.headers["Authorization"], body))
+        self.send_response(self.answers.pop(0) if self.answers else 200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub():
+    Hub.answers, Hub.received = [], []
+    server = HTTPServer(("127.0.0.1", 0), Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hub/api"
+    server.shutdown()
+
+
+def test_reports_exactly_the_port_with_the_servers_token(hub: str) -> None:
+    singleuser.report_port(hub, "s3cret", 4242)
+    assert Hub.received == [("/hub/api/scitex/port", "token s3cret", {"port": 4242})]
+
+
+def test_a_refusal_stops_the_start_without_retrying(hub: str) -> None:
+    Hub.answers = [409]
+    with pytest.raises(SystemExit, match="refused port 4242: 409"):
+        singleuser.report_port(hub, "s3cret", 4242)
+    assert len(Hub.received) == 1
+
+
+def test_an_unreachable_hub_is_retried_then_given_up() -> None:
+    with pytest.raises(SystemExit, match="cannot reach the hub"):
+        singleuser.report_port("http://127.0.0.1:9/hub/api", "t", 1, attempts=2)
+
+
+def test_service_url_gets_the_port() -> None:
+    assert (
+        singleuser.with_port("http://0.0.0.0:0/user/alice/", 8888)
+        == "http://0.0.0.0:8888/user/alice/"
+    )
+    assert singleuser.with_port("http://[::]:0/user/a/", 1) == "http://[::]:1/user/a/"
+
+
+def test_free_port_is_bindable() -> None:
+    import socket
+
+    port = singleuser.free_port()
+    with socket.socket() as s:
+        s.bind(("", port))
+
+
+def test_needs_the_hub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+    with pytest.raises(SystemExit, match="JUPYTERHUB_API_TOKEN"):
+        singleuser.main([])
