@@ -232,6 +232,19 @@ class ResolvedResources:
     constraint: str | None
     qos: str | None
 
+    def batch_fields(self) -> dict[str, Any]:
+        """The resource fields of a :class:`~scitex_spawner.script.BatchJobSpec`."""
+        return {
+            "partition": self.partition,
+            "account": self.account,
+            "qos": self.qos,
+            "constraint": self.constraint,
+            "cpus": self.cpus,
+            "memory_mib": max(1, self.memory_bytes // 1024**2),
+            "time_limit_seconds": self.runtime_seconds,
+            "gpus": self.gpus,
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "profile": self.profile,

@@ -167,6 +167,51 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         except HubAPIError as e:
             raise APIError(502, f"Cannot look up {name}: {e}") from None
 
+    async def usage_report(self, visible: list[str]) -> list[dict[str, Any]]:
+        """Used and limit bytes per institution and per user (members without a
+        measurement included), for the API and the pages alike."""
+        latest = await self.db(db.latest_usage_of, visible)
+        members: dict[str, list[str]] = {}
+        for key in visible:
+            try:
+                members[key] = await self.context.directory.group_members(key)
+            except HubAPIError as e:
+                # The measurements still answer; users without one are then missing.
+                self.log.warning("Members of %s unknown: %s", key, e)
+                members[key] = []
+        names = {u for key in visible for u in (*latest[key], *members[key])}
+        overrides = await self.db(db.overrides_of, names)
+        report = []
+        for key in visible:
+            inst = self.context.institutions[key]
+            users = []
+            for name in sorted({*latest[key], *members[key]}):
+                row = latest[key].get(name)
+                override = overrides.get(name)
+                users.append(
+                    {
+                        "name": name,
+                        "used_bytes": row.used_bytes if row else None,
+                        "limit_bytes": db.effective_limit(
+                            override.limit_bytes if override else None, inst.storage_quota
+                        ),
+                        "override": _override_model(override),
+                        "measured_at": iso(row.measured_at) if row else None,
+                        "source": row.source if row else None,
+                    }
+                )
+            report.append(
+                {
+                    "id": key,
+                    "name": inst.name,
+                    "used_bytes": sum(u["used_bytes"] or 0 for u in users),
+                    # What each user gets unless an admin set an override.
+                    "limit_bytes": inst.storage_quota or None,
+                    "users": users,
+                }
+            )
+        return report
+
 
 class IndexHandler(APIHandler):
     """``GET /services/scitex/``: who you are here, and the API. Browsers sign in here."""
@@ -221,48 +266,7 @@ class UsageHandler(APIHandler):
     """``GET api/usage``: used and limit per institution and per user."""
 
     async def get(self) -> None:
-        caller = self.admin()
-        visible = self.visible(caller)
-        latest = await self.db(db.latest_usage_of, visible)
-        members: dict[str, list[str]] = {}
-        for key in visible:
-            try:
-                members[key] = await self.context.directory.group_members(key)
-            except HubAPIError as e:
-                # The measurements still answer; users without one are then missing.
-                self.log.warning("Members of %s unknown: %s", key, e)
-                members[key] = []
-        names = {u for key in visible for u in (*latest[key], *members[key])}
-        overrides = await self.db(db.overrides_of, names)
-        report = []
-        for key in visible:
-            inst = self.context.institutions[key]
-            users = []
-            for name in sorted({*latest[key], *members[key]}):
-                row = latest[key].get(name)
-                override = overrides.get(name)
-                users.append(
-                    {
-                        "name": name,
-                        "used_bytes": row.used_bytes if row else None,
-                        "limit_bytes": db.effective_limit(
-                            override.limit_bytes if override else None, inst.storage_quota
-                        ),
-                        "override": _override_model(override),
-                        "measured_at": iso(row.measured_at) if row else None,
-                        "source": row.source if row else None,
-                    }
-                )
-            report.append(
-                {
-                    "id": key,
-                    "name": inst.name,
-                    "used_bytes": sum(u["used_bytes"] or 0 for u in users),
-                    # What each user gets unless an admin set an override.
-                    "limit_bytes": inst.storage_quota or None,
-                    "users": users,
-                }
-            )
+        report = await self.usage_report(self.visible(self.admin()))
         self.send({"institutions": report})
 
 

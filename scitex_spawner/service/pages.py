@@ -24,7 +24,6 @@ from ..db.models import SpawnRecord
 from ..slurm import QueuedJob, SlurmClient, SlurmError
 from ..units import format_size
 from .handlers import APIError, Caller, IndexHandler, ServiceContext
-from .hubapi import HubAPIError
 
 __all__ = ["TEMPLATE_PATH", "OverviewPage", "QueueCache", "page_handlers"]
 
@@ -162,46 +161,29 @@ class OverviewPage(IndexHandler):
     async def overview(self, caller: Caller) -> dict[str, Any]:
         visible = self.visible(caller)
         institutions = {row.id: row for row in await self.db(db.list_institutions, visible)}
-        latest = await self.db(db.latest_usage_of, visible)
-        members: dict[str, list[str]] = {}
-        for key in visible:
-            try:
-                members[key] = await self.context.directory.group_members(key)
-            except HubAPIError as e:
-                self.log.warning("Members of %s unknown: %s", key, e)
-                members[key] = []
-        names = {u for key in visible for u in (*latest[key], *members[key])}
-        overrides = await self.db(db.overrides_of, names)
         usage = []
-        for key in visible:
-            inst = self.context.institutions[key]
-            users = []
-            for name in sorted({*latest[key], *members[key]}):
-                row = latest[key].get(name)
-                override = overrides.get(name)
-                limit = db.effective_limit(
-                    override.limit_bytes if override else None, inst.storage_quota
-                )
-                used = row.used_bytes if row else None
-                users.append(
-                    {
-                        "name": name,
-                        "used": _size(used),
-                        "limit": _size(limit) if limit else "no limit",
-                        "percent": _percent(used, limit),
-                        "override": override is not None,
-                        "measured_at": _when(row.measured_at) if row else "not measured yet",
-                    }
-                )
-            used_total = sum(row.used_bytes for row in latest[key].values())
-            limit_total = (inst.storage_quota or 0) * max(len(users), 1)
+        for entry in await self.usage_report(visible):
+            users = [
+                {
+                    "name": user["name"],
+                    "used": _size(user["used_bytes"]),
+                    "limit": _size(user["limit_bytes"]) if user["limit_bytes"] else "no limit",
+                    "percent": _percent(user["used_bytes"], user["limit_bytes"]),
+                    "override": user["override"] is not None,
+                    "measured_at": _when(datetime.fromisoformat(user["measured_at"]))
+                    if user["measured_at"]
+                    else "not measured yet",
+                }
+                for user in entry["users"]
+            ]
+            quota = entry["limit_bytes"]
             usage.append(
                 {
-                    "id": key,
-                    "name": inst.name,
-                    "used": _size(used_total),
-                    "quota": _size(inst.storage_quota) if inst.storage_quota else "no limit",
-                    "percent": _percent(used_total, limit_total),
+                    "id": entry["id"],
+                    "name": entry["name"],
+                    "used": _size(entry["used_bytes"]),
+                    "quota": _size(quota) if quota else "no limit",
+                    "percent": _percent(entry["used_bytes"], (quota or 0) * max(len(users), 1)),
                     "users": users,
                 }
             )
