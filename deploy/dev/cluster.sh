@@ -30,6 +30,8 @@
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=slurm-common.sh source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/slurm-common.sh"
 
 D="$SCITEX_DEV_DIR/cluster"
 CONF="$D/slurm.conf"
@@ -40,10 +42,7 @@ CLUSTER=scitex-multi
 BRIDGE=scitexbr0
 NET=10.77.0
 HOST_ADDR="$NET.1"
-# munged keeps Debian's paths, as slurm.sh starts it: one daemon for both clusters.
-MUNGE_RUN=/run/munge
-MUNGE_PID="$MUNGE_RUN/munged.pid"
-MUNGE_KEY=/etc/munge/munge.key
+# One munged (slurm-common.sh) serves both clusters.
 
 NODE_COUNT="${SCITEX_CLUSTER_NODES:-2}"
 CTLD_PORT="${SCITEX_CLUSTER_CTLD_PORT:-6917}"
@@ -156,25 +155,6 @@ net_down() {
 
 # ---------------------------------------------------------------- config ----
 
-cgroup_probe() { # the same check as slurm.sh: cgroup v1 freezer and memory usable
-  local root=/sys/fs/cgroup c d
-  [[ $(stat -f -c %T "$root" 2>/dev/null || true) != cgroup2fs ]] || {
-    echo "only cgroup v2 is mounted"
-    return 1
-  }
-  for c in freezer memory; do
-    mountpoint -q "$root/$c" || {
-      echo "cgroup v1 controller '$c' is not mounted"
-      return 1
-    }
-    d="$root/$c/scitex-cluster-probe.$$"
-    mkdir "$d" 2>/dev/null || {
-      echo "cannot create a cgroup under $root/$c"
-      return 1
-    }
-    rmdir "$d"
-  done
-}
 
 choose_plugins() {
   local reason
@@ -282,19 +262,6 @@ AllowedRAMSpace=100
 EOF
 }
 
-write_if_changed() { # FILE MODE < content; sets CHANGED=true when it wrote
-  local file=$1 mode=$2 tmp
-  tmp=$(mktemp "$file.XXXXXX")
-  cat >"$tmp"
-  if [[ -f $file ]] && cmp -s "$tmp" "$file"; then
-    rm -f "$tmp"
-    return 0
-  fi
-  chmod "$mode" "$tmp"
-  mv -f "$tmp" "$file"
-  CHANGED=true
-  log "wrote $file"
-}
 
 write_conf() {
   local n
@@ -313,34 +280,8 @@ write_conf() {
 
 # --------------------------------------------------------------- daemons ----
 
-running() { # PID: exists and is not a zombie
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [[ ${stat%% *} != Z ]]
-}
 
-alive() { # PIDFILE COMM: print the pid when the file names a running COMM
-  local pid
-  [[ -r $1 ]] || return 1
-  pid=$(tr -dc '0-9' <"$1")
-  [[ -n $pid ]] && running "$pid" || return 1
-  [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
-  echo "$pid"
-}
 
-stop_daemon() { # NAME PIDFILE: SIGTERM, up to 15 s, then SIGKILL
-  local name=$1 pidfile=$2 pid i
-  pid=$(alive "$pidfile" "$name") || return 0
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    running "$pid" || return 0
-    sleep 0.05
-  done
-  warn "$name (pid $pid) ignored SIGTERM: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
 
 tail_logs() {
   local f
@@ -357,32 +298,6 @@ fail() {
   exit 1
 }
 
-ensure_munged() {
-  # Shared with slurm.sh's cluster: started here only when nothing runs it.
-  if munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
-    return 0
-  fi
-  if [[ ! -s $MUNGE_KEY ]]; then
-    log "creating munge key $MUNGE_KEY"
-    install -d -o munge -g munge -m 0700 /etc/munge
-    mungekey --create --keyfile="$MUNGE_KEY" --force
-    chown munge:munge "$MUNGE_KEY"
-    chmod 0400 "$MUNGE_KEY"
-  fi
-  install -d -o munge -g munge -m 0755 "$MUNGE_RUN"
-  local dir i
-  for dir in /var/lib/munge /var/log/munge; do
-    [[ -d $dir ]] || install -d -o munge -g munge -m 0700 "$dir"
-  done
-  log "starting munged"
-  runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_PID" </dev/null >/dev/null 2>&1 9>&- ||
-    die "munged did not start"
-  for ((i = 0; i < 50; i++)); do
-    munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "munged does not answer on $MUNGE_RUN/munge.socket.2"
-}
 
 start_slurmctld() {
   local pid
@@ -488,7 +403,7 @@ cmd_start() {
     log "config changed: restarting the daemons"
     stop_daemons
   fi
-  ensure_munged
+  start_munged
   start_slurmctld
   for n in "${NODES[@]}"; do start_or_nudge_slurmd "$n"; done
   wait_for_nodes "${NODES[@]}"

@@ -18,6 +18,8 @@
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=slurm-common.sh source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/slurm-common.sh"
 
 D="$SCITEX_SLURM_DIR"
 CONF="$D/slurm.conf"
@@ -29,12 +31,6 @@ CTLD_PID="$D/run/slurmctld.pid"
 SLURMD_PID="$D/run/slurmd.pid"
 CTLD_LOG="$D/log/slurmctld.log"
 SLURMD_LOG="$D/log/slurmd.log"
-# munged keeps Debian's default paths: clients (libmunge in sbatch, slurmstepd)
-# look for the socket there.
-MUNGE_RUN=/run/munge
-MUNGE_PID="$MUNGE_RUN/munged.pid"
-MUNGE_KEY=/etc/munge/munge.key
-MUNGE_LOG=/var/log/munge/munged.log
 NODE=localhost
 
 SLURMD_TIMEOUT="${SCITEX_SLURMD_TIMEOUT:-30}"
@@ -44,34 +40,6 @@ START_TIMEOUT="${SCITEX_SLURM_START_TIMEOUT:-30}"
 export SLURM_CONF="$CONF"
 
 # ---------------------------------------------------------------- config ----
-
-# Can SLURM 22.05's cgroup plugins work here? They need cgroup v1 (its cgroup/v2
-# plugin wants systemd) with the freezer (proctrack) and memory (task, --mem)
-# controllers mounted and writable. Prints the reason when not.
-cgroup_probe() {
-  local root=/sys/fs/cgroup c d
-  if [[ $(stat -f -c %T "$root" 2>/dev/null || true) == cgroup2fs ]]; then
-    echo "only cgroup v2 is mounted (SLURM 22.05's cgroup/v2 needs systemd)"
-    return 1
-  fi
-  for c in freezer memory; do
-    if ! mountpoint -q "$root/$c"; then
-      echo "cgroup v1 controller '$c' is not mounted"
-      return 1
-    fi
-    d="$root/$c/scitex-probe.$$"
-    if ! mkdir "$d" 2>/dev/null; then
-      echo "cannot create a cgroup under $root/$c"
-      return 1
-    fi
-    if [[ $c == memory ]] && ! echo 268435456 >"$d/memory.limit_in_bytes" 2>/dev/null; then
-      rmdir "$d"
-      echo "cannot set memory.limit_in_bytes"
-      return 1
-    fi
-    rmdir "$d"
-  done
-}
 
 # Sets PROCTRACK, TASK and WHY from SCITEX_SLURM_CGROUP and the probe.
 choose_plugins() {
@@ -171,20 +139,6 @@ AllowedRAMSpace=100
 EOF
 }
 
-# write_if_changed FILE MODE < content; sets CHANGED=true when it wrote.
-write_if_changed() {
-  local file=$1 mode=$2 tmp
-  tmp=$(mktemp "$file.XXXXXX")
-  cat >"$tmp"
-  if [[ -f $file ]] && cmp -s "$tmp" "$file"; then
-    rm -f "$tmp"
-    return 0
-  fi
-  chmod "$mode" "$tmp"
-  mv -f "$tmp" "$file"
-  CHANGED=true
-  log "wrote $file"
-}
 
 cmd_conf() {
   need_root
@@ -203,26 +157,7 @@ cmd_conf() {
 
 # --------------------------------------------------------------- daemons ----
 
-# running PID: the process exists and is not a zombie. Daemons are reparented
-# to PID 1, which here reaps them only a second or two after they exit.
-running() {
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) } # the field after "(comm) " is the state
-  [[ ${stat%% *} != Z ]]
-}
 
-# alive PIDFILE COMM: print the pid and succeed when the pid file names a
-# running process with that command name (a stale file or a reused pid does
-# not count).
-alive() {
-  local pid
-  [[ -r $1 ]] || return 1
-  pid=$(tr -dc '0-9' <"$1")
-  [[ -n $pid ]] && running "$pid" || return 1
-  [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
-  echo "$pid"
-}
 
 tail_logs() {
   local f
@@ -239,42 +174,7 @@ fail() {
   exit 1
 }
 
-ensure_munge_key() {
-  [[ -s $MUNGE_KEY ]] && return 0
-  log "creating munge key $MUNGE_KEY"
-  install -d -o munge -g munge -m 0700 /etc/munge
-  if command -v mungekey >/dev/null 2>&1; then
-    mungekey --create --keyfile="$MUNGE_KEY" --force
-  else
-    dd if=/dev/urandom of="$MUNGE_KEY" bs=1024 count=1 status=none
-  fi
-  chown munge:munge "$MUNGE_KEY"
-  chmod 0400 "$MUNGE_KEY"
-}
 
-start_munged() {
-  local pid
-  if pid=$(alive "$MUNGE_PID" munged); then
-    log "munged already running (pid $pid)"
-    return 0
-  fi
-  ensure_munge_key
-  install -d -o munge -g munge -m 0755 "$MUNGE_RUN"
-  local dir
-  for dir in /var/lib/munge /var/log/munge; do
-    [[ -d $dir ]] || install -d -o munge -g munge -m 0700 "$dir"
-  done
-  log "starting munged"
-  # munged refuses to run as root; it daemonizes and writes its pid file.
-  runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_PID" </dev/null >/dev/null 2>&1 9>&- ||
-    fail "munged did not start"
-  local i
-  for ((i = 0; i < 50; i++)); do
-    munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  fail "munged does not answer on $MUNGE_RUN/munge.socket.2"
-}
 
 start_slurmctld() {
   local pid
@@ -403,22 +303,6 @@ cmd_start() {
   log "SLURM is up: node $NODE $(node_state); export SLURM_CONF=$CONF"
 }
 
-# stop_daemon NAME PIDFILE: SIGTERM, wait up to 15 s, then SIGKILL.
-stop_daemon() {
-  local name=$1 pidfile=$2 pid i
-  if ! pid=$(alive "$pidfile" "$name"); then
-    log "$name not running"
-    return 0
-  fi
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    running "$pid" || return 0
-    sleep 0.05
-  done
-  warn "$name (pid $pid) ignored SIGTERM: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
 
 cmd_stop() {
   need_root

@@ -15,27 +15,23 @@ and ``docs/images/panel-jobs.png`` come from here.
 from __future__ import annotations
 
 import contextlib
-import os
 import pwd
 import re
 import secrets
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from tests.e2e import test_browser
 from tests.e2e.conftest import signed_in
-from tests.e2e.hubprocess import REPO, Hub, HubUser, free_port, new_hub
-from tests.e2e.test_gitea_e2e import ADMIN_PASSWORD, Gitea
+from tests.e2e.hubprocess import Hub, HubUser, new_hub
+from tests.e2e.test_gitea_e2e import Gitea, fake_gitea_process
 from tests.e2e.test_jobs import cancel_compute_jobs, put
-from tests.services import VENV_PYTHON
 
 pytestmark = pytest.mark.e2e
 
@@ -58,50 +54,8 @@ VIEWPORT = {"width": 1280, "height": 1100}
 
 @pytest.fixture(scope="module")
 def gitea(services: str) -> Iterator[Gitea]:
-    """The fake Gitea as a process with an admin whose token and password the hub reads."""
-    root = Path(os.path.realpath(tempfile.mkdtemp(prefix="scitex-gitea-")))
-    secrets_dir = root / "secrets"
-    secrets_dir.mkdir(mode=0o700)
-    password_file = secrets_dir / "admin-password"
-    password_file.write_text(ADMIN_PASSWORD + "\n")
-    password_file.chmod(0o600)
-    token_file = secrets_dir / "admin-token"
-    port = free_port()
-    log_path = root / "gitea.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [
-                VENV_PYTHON,
-                "-m",
-                "tests.fakes.gitea",
-                "--port",
-                str(port),
-                "--root",
-                str(root / "repos"),
-                "--admin-token-file",
-                str(token_file),
-                "--admin-password-file",
-                str(password_file),
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{url}/api/v1/version", timeout=2).ok and token_file.exists():
-                break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the fake Gitea did not start:\n{log_path.read_text()}")
-        time.sleep(0.2)
-    yield Gitea(url, root, token_file.read_text().strip(), log_path, proc, "no-container")
-    proc.terminate()
-    proc.wait(10)
-    shutil.rmtree(root, ignore_errors=True)
+    with fake_gitea_process("no-container") as gitea:
+        yield gitea
 
 
 @pytest.fixture(scope="module")

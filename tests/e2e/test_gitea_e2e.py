@@ -11,6 +11,7 @@ admin whose token and password the hub reads from files.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -73,9 +74,10 @@ class Gitea:
         }
 
 
-@pytest.fixture(scope="module", params=["no-container", "apptainer"])
-def gitea(request: pytest.FixtureRequest, services: str) -> Iterator[Gitea]:
-    """A fresh fake Gitea for each round (each with its own hub)."""
+@contextlib.contextmanager
+def fake_gitea_process(mode: str) -> Iterator[Gitea]:
+    """The fake Gitea as a process, with an admin whose token and password files the
+    hub reads; removed afterwards."""
     root = Path(os.path.realpath(tempfile.mkdtemp(prefix="scitex-gitea-")))
     secrets_dir = root / "secrets"
     secrets_dir.mkdir(mode=0o700)
@@ -108,19 +110,26 @@ def gitea(request: pytest.FixtureRequest, services: str) -> Iterator[Gitea]:
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
-        try:
+        with contextlib.suppress(requests.RequestException):
             if requests.get(f"{url}/api/v1/version", timeout=2).ok and token_file.exists():
                 break
-        except requests.RequestException:
-            pass
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
             raise RuntimeError(f"the fake Gitea did not start:\n{log_path.read_text()}")
         time.sleep(0.2)
-    gitea = Gitea(url, root, token_file.read_text().strip(), log_path, proc, request.param)
-    yield gitea
-    proc.terminate()
-    proc.wait(10)
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        yield Gitea(url, root, token_file.read_text().strip(), log_path, proc, mode)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["no-container", "apptainer"])
+def gitea(request: pytest.FixtureRequest, services: str) -> Iterator[Gitea]:
+    """A fresh fake Gitea for each round (each with its own hub)."""
+    with fake_gitea_process(request.param) as gitea:
+        yield gitea
 
 
 @pytest.fixture(scope="module")
