@@ -70,26 +70,18 @@ class StockHub(Hub):
         )
         return path
 
-    def start(self, timeout: float = 60) -> None:
-        (self.root / "hub").mkdir(parents=True, exist_ok=True)
-        config = self.write_config()
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(Path(VENV_PYTHON).parent / "jupyterhub"), "-f", str(config)],
-            cwd=self.root / "hub",
-            env={
-                "PATH": f"{PREFIX}/bin:{Path(VENV_PYTHON).parent}:/usr/local/sbin:/usr/local/bin:"
-                "/usr/sbin:/usr/bin:/sbin:/bin",
-                "LANG": "C.UTF-8",
-                "HOME": "/root",
-                # Stock batchspawner runs squeue/scancel with the hub's own environment.
-                "SLURM_CONF": SLURM_CONF,
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        _wait_http(self, timeout)
+    def command(self, config: Path) -> list[str]:
+        return [str(Path(VENV_PYTHON).parent / "jupyterhub"), "-f", str(config)]
+
+    def environment(self, config: Path) -> dict[str, str]:
+        return {
+            "PATH": f"{PREFIX}/bin:{Path(VENV_PYTHON).parent}:/usr/local/sbin:/usr/local/bin:"
+            "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": "/root",
+            # Stock batchspawner runs squeue/scancel with the hub's own environment.
+            "SLURM_CONF": SLURM_CONF,
+        }
 
     def jobs(self) -> dict[str, dict[str, str]]:
         out = subprocess.run(
@@ -106,23 +98,6 @@ class StockHub(Hub):
             if name == "spawner-jupyterhub":
                 jobs[job_id] = {"user": user, "state": state, "comment": ""}
         return jobs
-
-
-def _wait_http(hub: Hub, timeout: float) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert hub.proc is not None
-        if hub.proc.poll() is not None:
-            raise RuntimeError(f"hub exited:\n{hub.log_tail()}")
-        try:
-            if requests.get(hub.url + "/hub/api", timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"hub did not start:\n{hub.log_tail()}")
 
 
 def one_spawn(user: HubUser) -> float:

@@ -113,21 +113,26 @@ class Hub:
         path.write_text(yaml.safe_dump(self.settings))
         return path
 
-    def start(self, timeout: float = 60) -> None:
-        (self.root / "hub").mkdir(parents=True, exist_ok=True)
-        config = self.write_config()
-        env = {
+    def command(self, config: Path) -> list[str]:
+        return [str(Path(VENV_PYTHON).parent / "jupyterhub"), "-f", str(ENTRY), "--debug"]
+
+    def environment(self, config: Path) -> dict[str, str]:
+        return {
             "PATH": f"{PREFIX}/bin:{Path(VENV_PYTHON).parent}:/usr/local/bin:/usr/bin:/bin",
             "SCITEX_CONFIG": str(config),
             "LANG": "C.UTF-8",
             "HOME": "/root",
             **self.env,
         }
+
+    def start(self, timeout: float = 60) -> None:
+        (self.root / "hub").mkdir(parents=True, exist_ok=True)
+        config = self.write_config()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(Path(VENV_PYTHON).parent / "jupyterhub"), "-f", str(ENTRY), "--debug"],
+            self.command(config),
             cwd=self.root / "hub",
-            env=env,
+            env=self.environment(config),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
