@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.hubprocess import Hub, job_ids_of, new_hub
-from tests.services import missing
+from tests.services import VENV_PYTHON, missing
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +74,13 @@ def hub(services: str) -> Iterator[Hub]:
     institutions = copy.deepcopy(hub.settings["institutions"])
     institutions["demo-u"]["admins"] = ["bob"]
     hub.settings["institutions"] = institutions
+    # Servers start in about a second here, faster than a person (or this test) can
+    # watch the spawn page: the job's Python waits a few seconds first, as a busy
+    # cluster's would.
+    slow_python = hub.root / "slow-python"
+    slow_python.write_text(f'#!/bin/sh\nsleep 4\nexec {VENV_PYTHON} "$@"\n')
+    slow_python.chmod(0o755)
+    hub.settings["notebook"]["python"] = str(slow_python)
     hub.start()
     yield hub
     hub.cancel_all_jobs()
