@@ -86,6 +86,23 @@ def start_and_wait(user: HubUser, **options: object) -> str:
     return jobs[0]
 
 
+def start_pending(hub: Hub, user: HubUser) -> list[str]:
+    """Start a server in the batch partition (which the caller set down): its job pends."""
+    r = user.api(
+        "POST",
+        f"/hub/api/users/{user.name}/server",
+        json={"profile": "medium", "partition": "batch"},
+    )
+    assert r.status_code in (201, 202), r.text
+    return wait_for(
+        lambda: [
+            j for j, v in hub.jobs().items() if v["user"] == user.name and v["state"] == "PENDING"
+        ],
+        30,
+        "a pending job",
+    )
+
+
 def restart(hub: Hub, sig: int) -> None:
     hub.kill(sig)
     hub.start()
@@ -155,17 +172,7 @@ def test_scancel_from_outside_stops_the_server_and_keeps_the_reason(
 def test_hub_killed_while_the_job_is_pending(hub: Hub, alice: HubUser) -> None:
     scontrol("update", "partitionname=batch", "state=down")
     try:
-        r = alice.api(
-            "POST", "/hub/api/users/alice/server", json={"profile": "medium", "partition": "batch"}
-        )
-        assert r.status_code in (201, 202), r.text
-        pending = wait_for(
-            lambda: [
-                j for j, v in hub.jobs().items() if v["user"] == "alice" and v["state"] == "PENDING"
-            ],
-            30,
-            "a pending job",
-        )
+        pending = start_pending(hub, alice)
         restart(hub, signal.SIGKILL)
         # The restarted hub finds the job through the saved state and cancels it:
         # its server never reached the hub.
@@ -220,17 +227,7 @@ def test_hub_restart_readopts_a_running_server(hub: Hub, alice: HubUser) -> None
 def test_cancelling_a_pending_spawn_cancels_the_job(hub: Hub, alice: HubUser) -> None:
     scontrol("update", "partitionname=batch", "state=down")
     try:
-        r = alice.api(
-            "POST", "/hub/api/users/alice/server", json={"profile": "medium", "partition": "batch"}
-        )
-        assert r.status_code in (201, 202), r.text
-        pending = wait_for(
-            lambda: [
-                j for j, v in hub.jobs().items() if v["user"] == "alice" and v["state"] == "PENDING"
-            ],
-            30,
-            "a pending job",
-        )
+        pending = start_pending(hub, alice)
         # The user gives up waiting: the hub cancels the queued job.
         r = alice.api("DELETE", "/hub/api/users/alice/server")
         assert r.status_code in (202, 204), r.text
