@@ -240,6 +240,20 @@ SERVICE_ROLE = "scitex-service"
 # What the service asks the hub's API: who a user is and which institution (group).
 SERVICE_SCOPES = ("list:users", "read:users", "list:groups", "read:groups")
 _SITE_VARIABLE_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
+# libpq's connection settings: JupyterHub starts managed services with a bare
+# environment, so without these the service cannot reach a database whose password
+# lives in a pgpass file (or whose TLS settings come from the environment).
+LIBPQ_VARIABLES = (
+    "PGPASSFILE",
+    "PGPASSWORD",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCRL",
+)
 
 
 def _site_file_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -274,7 +288,9 @@ def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None
     variables it uses. The service's token and URL come from the hub, the database URL
     through the environment (never argv: it may hold a password).
     """
-    environment = _site_file_environment(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    environment = _site_file_environment(environ)
+    environment.update({name: environ[name] for name in LIBPQ_VARIABLES if name in environ})
     environment["SCITEX_DB_URL"] = settings.hub.db_url
     services = [
         s

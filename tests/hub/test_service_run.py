@@ -45,6 +45,8 @@ def test_apply_services_registers_the_managed_service(tmp_path: Path) -> None:
         "SITE_ROOT": "/shared",
         "SITE_STATE": "/var/hub",
         "SCITEX_DEMO_PASSWORD": "not for the service",
+        "PGPASSFILE": "/etc/scitex/secrets/pgpass",
+        "PGSSLMODE": "verify-full",
     }
     data = copy.deepcopy(DEMO)
     data["hub"]["db_url"] = "postgresql+psycopg://hub:pw@db/hub"
@@ -60,6 +62,9 @@ def test_apply_services_registers_the_managed_service(tmp_path: Path) -> None:
                 "SCITEX_CONFIG": str(site),
                 "SITE_ROOT": "/shared",
                 "SITE_STATE": "/var/hub",
+                # libpq reads the password file and TLS mode from these, as the hub does.
+                "PGPASSFILE": "/etc/scitex/secrets/pgpass",
+                "PGSSLMODE": "verify-full",
                 "SCITEX_DB_URL": "postgresql+psycopg://hub:pw@db/hub",
             },
             "oauth_no_confirm": True,
