@@ -8,6 +8,7 @@ line.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -15,6 +16,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse, urlunparse
 
 CALLBACK_PATH = "scitex/port"
@@ -63,8 +66,52 @@ def with_port(service_url: str, port: int) -> str:
 # rfc3987-syntax (pulled in through jupyter-events -> jsonschema[format-nongpl])
 # compiles a Lark grammar when imported: about 0.8 s of every start, to check the
 # "iri" string formats no Jupyter event schema uses. jsonschema skips those checks
-# when the module is absent. SCITEX_FULL_IMPORTS=1 keeps them.
+# when the module is absent. SCITEX_FULL_IMPORTS=1 keeps them (and JupyterLab's
+# node call below).
 SKIPPED_MODULES = ("rfc3987_syntax",)
+
+
+def path_without(executable: str, path: str) -> str:
+    """``path`` without the directories that hold an executable ``executable``."""
+    return os.pathsep.join(
+        directory
+        for directory in path.split(os.pathsep)
+        if not (directory and os.access(os.path.join(directory, executable), os.X_OK))
+    )
+
+
+@contextmanager
+def executable_hidden(executable: str) -> Iterator[None]:
+    """Run the block with ``executable`` off ``PATH``; restore ``PATH`` after."""
+    saved = os.environ.get("PATH")
+    os.environ["PATH"] = path_without(executable, saved or os.defpath)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = saved
+
+
+def import_jupyterlab_without_node() -> None:
+    """Import JupyterLab's server app without its ``node yarn config`` run.
+
+    ``jupyterlab.labapp`` computes a version string at import, and on the way asks
+    ``node`` for yarn's registry setting when node is on PATH: a subprocess of about
+    0.25 s in every start, whose answer that version string never uses. Without node
+    JupyterLab skips it. The extension manager, which does use the registry, asks
+    again later with the real PATH.
+    """
+    if importlib.util.find_spec("jupyterlab") is None:
+        return
+    with executable_hidden("node"):
+        try:
+            import jupyterlab.labapp  # noqa: F401
+        except Exception:  # noqa: S110
+            # Not ours to report: the server imports the extension again itself and
+            # logs why it cannot load it.
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in SKIPPED_MODULES:
             # None in sys.modules makes `import name` raise ImportError.
             sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+        import_jupyterlab_without_node()
     # Import the server before taking a port, so the port is free for as short a
     # time as possible; the same interpreter then runs it (no second start-up).
     from jupyterhub.singleuser import main as singleuser_main

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +76,57 @@ def test_needs_the_hub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
     with pytest.raises(SystemExit, match="JUPYTERHUB_API_TOKEN"):
         singleuser.main([])
+
+
+def test_path_without_drops_only_the_directories_holding_the_executable(tmp_path: Path) -> None:
+    with_node, other = tmp_path / "with-node", tmp_path / "other"
+    with_node.mkdir()
+    other.mkdir()
+    node = with_node / "node"
+    node.write_text("#!/bin/sh\n")
+    node.chmod(0o755)
+    (other / "node").write_text("not executable")
+    path = f"{with_node}:{other}:/usr/bin"
+    # /usr/bin stays unless this machine has node there too.
+    usr_bin = "" if os.access("/usr/bin/node", os.X_OK) else ":/usr/bin"
+    assert singleuser.path_without("node", path) == f"{other}{usr_bin}"
+
+
+def test_executable_hidden_restores_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "node").write_text("#!/bin/sh\n")
+    (tmp_path / "node").chmod(0o755)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.setenv("PATH", f"{tmp_path}:{plain}")
+    with singleuser.executable_hidden("node"):
+        assert os.environ["PATH"] == str(plain)
+    assert os.environ["PATH"] == f"{tmp_path}:{plain}"
+
+
+def _labapp_import_runs_node(tmp_path: Path, code: str) -> bool:
+    """Import JupyterLab's server app in a fresh interpreter with a recording ``node``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    marker = tmp_path / "node-ran"
+    marker.unlink(missing_ok=True)
+    node = bin_dir / "node"
+    node.write_text(f"#!/bin/sh\necho ran >> {marker}\nexit 1\n")
+    node.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', os.defpath)}"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    return marker.exists()
+
+
+def test_jupyterlab_is_imported_without_running_node(tmp_path: Path) -> None:
+    pytest.importorskip("jupyterlab")
+    # Control: a plain import asks node (so the check below can fail).
+    assert _labapp_import_runs_node(tmp_path, "import jupyterlab.labapp")
+    assert not _labapp_import_runs_node(
+        tmp_path,
+        "from scitex_server_ext.singleuser import import_jupyterlab_without_node as f\n"
+        "import os, sys\n"
+        "path = os.environ['PATH']\n"
+        "f()\n"
+        "assert 'jupyterlab.labapp' in sys.modules\n"
+        "assert os.environ['PATH'] == path\n",
+    )
