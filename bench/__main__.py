@@ -1,4 +1,5 @@
-"""`make bench`: every benchmark in turn; each writes bench/results/<name>.json."""
+"""`make bench`: every benchmark in turn (or those named: `python -m bench spawn`); each
+writes bench/results/<name>.json."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ BENCHMARKS = ["bench.spawn", "bench.slurm_rpc", "bench.quota_scan", "bench.git_s
 
 def main() -> int:
     failed = []
-    for name in sys.argv[1:] or BENCHMARKS:
+    # `python -m bench quota_scan` and `python -m bench bench.quota_scan` alike.
+    names = [n if n.startswith("bench.") else f"bench.{n}" for n in sys.argv[1:]]
+    for name in names or BENCHMARKS:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:

@@ -3,20 +3,24 @@ latency of the cached answer.
 
 The tree (about 200,000 small files under 10 top-level directories and 8 projects) is
 built once under ``/var/tmp/scitex-bench-tree`` and reused. Nothing is dropped from the
-page cache: both walkers see the same cache state, and each round runs them in both orders
-(``du`` then ours, ours then ``du``). Rates are entries per second (files, directories and
-links: what both walk), over the entry count our scan reports.
+page cache: every walker sees the same cache state, and each round runs them in both
+orders (``du`` then ours, ours then ``du``), with the single-``du`` engine in the same
+round for reference. Rates are entries per second (files, directories and links: what all
+walk), over the entry count our Python walk reports.
 
 Size counted: allocated space (``st_blocks * 512``, hard links once), as ``du -s -B1 -x``
 and filesystem quotas count, not apparent size; the run checks both give the same bytes.
 
 ``ours`` is ``ScanQuotaBackend.measure()`` as configured by default (engine ``auto``: GNU
-``du`` in a subprocess where it is installed, as on every Linux node). Also reported: the
-pure-Python engine, with one and four threads.
+``du`` where it is installed, as on every Linux node; ``du_jobs`` = the CPUs this process
+may use, at most 4: that many ``du -s`` processes over batches of top-level directories and
+projects). ``one du`` is the same backend with ``du_jobs=1``: a single
+``du --max-depth=2``, which is what ours was before (parity with ``du -s`` at best). Also
+reported: the pure-Python engine, with one and four threads.
 
 Goals: cached ``usage()`` p99 under 10 ms; cold scan at least as fast as ``du -s``.
 
-    python -m bench.quota_scan [--rounds 3] [--files 200000] [--tree /var/tmp/scitex-bench-tree]
+    python -m bench.quota_scan [--rounds 5] [--files 200000] [--tree /var/tmp/scitex-bench-tree]
 
 Writes ``bench/results/quota_scan.json`` and prints a table.
 """
@@ -129,7 +133,9 @@ async def cached_latencies(backend: ScanQuotaBackend, during_scan: bool) -> list
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.tree)
     spec, reused = ensure_tree(root, args.files)
+    load_at_start = os.getloadavg()
     default = ScanQuotaBackend(root=str(root))
+    one_du = ScanQuotaBackend(root=str(root), engine="du", du_jobs=1)
     threaded = ScanQuotaBackend(root=str(root), engine="python", threads=4)
     python_engine = ScanQuotaBackend(root=str(root), engine="python")
 
@@ -139,23 +145,31 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     du_bytes = 0
     for n in range(args.rounds):
         for order in ("du_then_ours", "ours_then_du"):
+            # The single-du engine runs in the same round, never between du and ours.
             if order == "du_then_ours":
+                one_s, one_bytes, _ = await run_ours(one_du)
                 du_s, du_bytes = await run_du(root)
                 ours_s, ours_bytes, _ = await run_ours(default)
             else:
                 ours_s, ours_bytes, _ = await run_ours(default)
                 du_s, du_bytes = await run_du(root)
-            if ours_bytes != du_bytes:
-                raise RuntimeError(f"scan counted {ours_bytes} bytes, du {du_bytes}")
+                one_s, one_bytes, _ = await run_ours(one_du)
+            if not ours_bytes == one_bytes == du_bytes:
+                raise RuntimeError(
+                    f"scan counted {ours_bytes} bytes, one du {one_bytes}, du -s {du_bytes}"
+                )
             rounds.append(
                 {
                     "round": n + 1,
                     "order": order,
                     "du_seconds": round(du_s, 4),
                     "ours_seconds": round(ours_s, 4),
+                    "one_du_seconds": round(one_s, 4),
                     "du_files_per_s": round(entries / du_s),
                     "ours_files_per_s": round(entries / ours_s),
+                    "one_du_files_per_s": round(entries / one_s),
                     "ours_over_du": round(du_s / ours_s, 3),
+                    "one_du_over_du": round(du_s / one_s, 3),
                 }
             )
 
@@ -167,6 +181,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         times = [(await run_ours(backend))[0] for _ in range(args.rounds)]
         variants[name] = statistics.median(times)
     du_median = statistics.median(r["du_seconds"] for r in rounds)
+    ours_median = statistics.median(r["ours_seconds"] for r in rounds)
+    one_median = statistics.median(r["one_du_seconds"] for r in rounds)
 
     idle = await cached_latencies(default, during_scan=False)
     busy = await cached_latencies(default, during_scan=True)
@@ -196,7 +212,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "ours": {
             "engine": default.effective_engine,
             "threads": default.threads,
+            "du_jobs": default.du_jobs,
         },
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        # Other work on the machine takes CPUs the parallel walk would use: say how much.
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
         "cpus": os.cpu_count(),
         "rounds": rounds,
         "cold_scan": {
@@ -204,11 +224,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "du_files_per_s": round(median_of(order, "du_files_per_s")),
                 "ours_files_per_s": round(median_of(order, "ours_files_per_s")),
                 "ours_over_du": ratios[order],
+                "one_du_files_per_s": round(median_of(order, "one_du_files_per_s")),
+                "one_du_over_du": median_of(order, "one_du_over_du"),
             }
             for order in ("du_then_ours", "ours_then_du")
         },
         "variants_files_per_s": {
             "du -s": round(entries / du_median),
+            f"ours (du engine, du_jobs={default.du_jobs})": round(entries / ours_median),
+            "du engine, du_jobs=1 (one du)": round(entries / one_median),
             **{name: round(entries / seconds) for name, seconds in variants.items()},
         },
         "cached_usage": cached,
@@ -228,15 +252,19 @@ def report(result: dict[str, Any]) -> None:
             f"{v['du_files_per_s']:,}",
             f"{v['ours_files_per_s']:,}",
             f"{v['ours_over_du']:.2f}",
+            f"{v['one_du_files_per_s']:,}",
+            f"{v['one_du_over_du']:.2f}",
         ]
         for order, v in result["cold_scan"].items()
     ]
+    ours = result["ours"]
     print_table(
         f"Cold scan of {tree['entries']:,} entries ({tree['bytes'] / 1e6:.0f} MB allocated), "
         f"median of {len(result['rounds']) // 2} rounds per order",
-        ["order", "du -s files/s", "ours files/s", "ours/du"],
+        ["order", "du -s files/s", "ours files/s", "ours/du", "one du files/s", "one du/du"],
         rows,
-        footer=f"ours = {result['ours']['engine']} engine, threads={result['ours']['threads']}; "
+        footer=f"ours = default config: {ours['engine']} engine, du_jobs={ours['du_jobs']} "
+        f"({result['cpus_usable']} usable CPUs); one du = du_jobs=1; "
         f"goal ours/du >= {GOAL_RATIO}: {'met' if result['goals']['cold_scan_at_least_du'] else 'NOT met'}",
     )
     print_table(
@@ -259,7 +287,7 @@ def report(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--files", type=int, default=200_000)
     parser.add_argument("--tree", default=str(TREE))
     args = parser.parse_args(argv)
