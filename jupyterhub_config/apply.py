@@ -233,6 +233,8 @@ def apply_spawner(c: Any, settings: Settings) -> None:
         c.SlurmClient.slurm_conf = settings.slurm.conf
     if settings.slurm.bin_dir:
         c.SlurmClient.bin_dir = settings.slurm.bin_dir
+    # The quota gate at start (scitex_spawner.records): start over quota, or refuse.
+    c.SpawnRecorder.over_quota = settings.quota.over_quota
 
 
 SERVICE_NAME = "scitex"

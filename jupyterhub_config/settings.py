@@ -266,6 +266,21 @@ class ServiceSection(_Section):
         return value.rstrip("/")
 
 
+class QuotaSection(_Section):
+    """Storage quotas at server start. The limits themselves are
+    ``institutions.<id>.storage_quota`` and the per-user overrides admins set through the
+    scitex hub service (docs/quota.md)."""
+
+    over_quota: Literal["cleanup", "refuse"] = Field(
+        default="cleanup",
+        description="What a start does when the user's last measured usage is at or over "
+        "their limit. `cleanup`: the server starts so they can delete or move files; the "
+        "spawn progress says so (usage, limit, whom to ask), and the server refuses saves "
+        "that add data until usage is below the limit. `refuse`: no server starts (403 with "
+        "the same facts) until an admin frees space or raises the quota.",
+    )
+
+
 class JobsSection(_Section):
     """Compute jobs submitted from JupyterLab through the scitex hub service (docs/jobs.md)."""
 
@@ -339,6 +354,10 @@ class Settings(_Section):
         default=ServiceSection(),
         description="The scitex hub service (`/services/scitex/`): quota overrides, usage "
         "and spawn records API, and the usage scanner. See docs/hub-service.md.",
+    )
+    quota: QuotaSection = Field(
+        default=QuotaSection(),
+        description="Storage quotas: what a start over the limit does. See docs/quota.md.",
     )
 
     @field_validator("data_root")

@@ -46,7 +46,7 @@ import nbformat
 from anyio.to_thread import run_sync
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from tornado import web
-from traitlets import Instance
+from traitlets import Instance, default
 
 from scitex_quota.scan import scan_tree
 
@@ -181,6 +181,14 @@ class QuotaContentsManager(AsyncLargeFileManager):
         help="""The quota tracker of this server, set by the scitex extension when it
         loads. ``None``: saves are not checked against a quota (still atomic).""",
     )
+
+    @default("delete_to_trash")
+    def _default_delete_to_trash(self) -> bool:
+        # A delete must free quota. jupyter-server's default sends files to a trash that
+        # stays in the measured tree (in a container $HOME is /data; on the data mount
+        # itself it is .Trash-<uid>), and fails the delete when $HOME is on another
+        # filesystem. A site can still set FileContentsManager.delete_to_trash = True.
+        return False
 
     # -- targets and reservations --------------------------------------------------
 

@@ -3,8 +3,10 @@
 The spawner asks :class:`SpawnRecorder` (one per spawner) two things:
 
 - before submitting, :meth:`SpawnRecorder.admit`: the user's effective storage limit (their
-  override, else the institution's ``storage_quota``), and a 403 if their last measured
-  usage is at or over it;
+  override, else the institution's ``storage_quota``), and what to do when their last
+  measured usage is at or over it (``SpawnRecorder.over_quota``): start anyway and say so
+  in the start's progress (``cleanup``, the default: the server refuses saves that add
+  data, so the user can delete files), or refuse the start with 403 (``refuse``);
 - as the start goes on, to record it: begun (profile, resources, image and its digest),
   submitted (job id), running (node), ready, ended (and why).
 
@@ -29,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from tornado import web
-from traitlets import Bool, Float, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from scitex_quota import format_bytes
@@ -40,11 +42,14 @@ from .institutions import Institution
 from .profiles import ResolvedResources
 
 __all__ = [
+    "OVER_QUOTA_MODES",
+    "Admission",
     "OverQuota",
     "QuotaState",
     "SpawnRecorder",
     "SpawnStore",
     "SqlSpawnStore",
+    "cleanup_notice",
     "image_digest",
 ]
 
@@ -68,24 +73,52 @@ class QuotaState:
         )
 
 
+def _over_quota_facts(user: str, state: QuotaState) -> str:
+    """What both over-quota messages start with: usage, limit, and when it was measured."""
+    used, limit = state.used_bytes or 0, state.limit_bytes or 0
+    when = f"{state.measured_at:%Y-%m-%d %H:%M} UTC" if state.measured_at else "recently"
+    return (
+        f"Storage quota exceeded: {user}'s data directory uses "
+        f"{format_bytes(used)} of a {format_bytes(limit)} limit (measured {when})"
+    )
+
+
+def _contact(admins: tuple[str, ...]) -> str:
+    return (
+        f"your institution's administrators ({', '.join(admins)})"
+        if admins
+        else "your institution's administrator"
+    )
+
+
+def cleanup_notice(user: str, state: QuotaState, admins: tuple[str, ...] = ()) -> str:
+    """Said in the progress of a start that goes on over quota (``over_quota = "cleanup"``)."""
+    return (
+        f"{_over_quota_facts(user, state)}. Your server starts so you can delete files or "
+        "move them out of your data directory; saves that add data are refused until usage "
+        f"is below the limit. Ask {_contact(admins)} to raise your quota."
+    )
+
+
 class OverQuota(web.HTTPError):
-    """The user's data directory is at or over their hard limit: no server starts."""
+    """The user's data directory is at or over their hard limit and the site refuses such
+    starts (``over_quota = "refuse"``): no server starts."""
 
     def __init__(self, user: str, state: QuotaState, admins: tuple[str, ...] = ()) -> None:
-        used, limit = state.used_bytes or 0, state.limit_bytes or 0
-        when = f"{state.measured_at:%Y-%m-%d %H:%M} UTC" if state.measured_at else "recently"
-        contact = (
-            f"your institution's administrators ({', '.join(admins)})"
-            if admins
-            else "your institution's administrator"
-        )
         message = (
-            f"Storage quota exceeded: {user}'s data directory uses "
-            f"{format_bytes(used)} of a {format_bytes(limit)} limit "
-            f"(measured {when}), so no server can start. Ask {contact} to raise your quota "
-            "or to free space for you; once usage is below the limit you can start again."
+            f"{_over_quota_facts(user, state)}, so no server can start. Ask {_contact(admins)} "
+            "to raise your quota or to free space for you; once usage is below the limit you "
+            "can start again."
         )
         super().__init__(403, reason=message, log_message=message)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the quota gate decided for one start."""
+
+    limit_bytes: int  # the limit the server enforces (0: none)
+    notice: str | None = None  # for the start's progress: over quota, starting to clean up
 
 
 # ---- image digests -----------------------------------------------------------------
@@ -229,8 +262,23 @@ class SqlSpawnStore(SpawnStore):
 # ---- the spawner's side ------------------------------------------------------------
 
 
+OVER_QUOTA_MODES = ("cleanup", "refuse")
+
+
 class SpawnRecorder(LoggingConfigurable):
-    """One spawner's quota gate and spawn record (see the module's docstring)."""
+    """One spawner's quota gate at start (its limit, and what a start over it does) and
+    its spawn record (scitex_spawner/records.py)."""
+
+    over_quota = Enum(
+        list(OVER_QUOTA_MODES),
+        default_value="cleanup",
+        help="""What a start does when the user's last measured usage is at or over their
+        limit. ``cleanup``: the server starts (so the user can delete or move files), the
+        start's progress says why saves are refused and whom to ask, and the server refuses
+        saves that add data until usage is below the limit. ``refuse``: no server starts;
+        the start fails with 403 and the same facts, and only an admin (freeing space or
+        raising the quota) lets the user start again. Site file: ``quota.over_quota``.""",
+    ).tag(config=True)
 
     admit_timeout = Float(
         10.0,
@@ -259,8 +307,11 @@ class SpawnRecorder(LoggingConfigurable):
         self.job_id = ""
         self._tail: asyncio.Future[None] | None = None
 
-    async def admit(self, institution_id: str, institution: Institution) -> int:
-        """The limit to give the server (bytes; 0: none). Raises :class:`OverQuota`."""
+    async def admit(self, institution_id: str, institution: Institution) -> Admission:
+        """The limit to give the server, and a notice when the user is over it.
+
+        Raises :class:`OverQuota` when over the limit and ``over_quota`` is ``refuse``.
+        """
         try:
             state = await asyncio.wait_for(
                 asyncio.to_thread(
@@ -275,10 +326,16 @@ class SpawnRecorder(LoggingConfigurable):
                 e or type(e).__name__,
                 institution_id,
             )
-            return institution.storage_quota
-        if state.over:
+            return Admission(institution.storage_quota)
+        if not state.over:
+            return Admission(state.limit_bytes or 0)
+        if self.over_quota == "refuse":
             raise OverQuota(self.user, state, institution.admins)
-        return state.limit_bytes or 0
+        # The server gets the same limit: its contents guard refuses every save that
+        # adds data while usage is at or over it, and lets deletions through.
+        return Admission(
+            state.limit_bytes or 0, cleanup_notice(self.user, state, institution.admins)
+        )
 
     # -- records (background, in order) ----------------------------------------------
 

@@ -194,6 +194,7 @@ TRAIT_CLASSES = (
     ("scitex_spawner.spawner", "SciTeXSpawner", "c.SciTeXSpawner", "the hub"),
     ("scitex_spawner.slurm", "SlurmClient", "c.SlurmClient", "the hub"),
     ("scitex_spawner.slurm", "QueueWatcher", "c.QueueWatcher", "the hub"),
+    ("scitex_spawner.records", "SpawnRecorder", "c.SpawnRecorder", "the hub"),
     (
         "scitex_server_ext.app",
         "SciTeXExtension",

@@ -19,12 +19,14 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, job_ids_of, new_hub
 from tests.services import VENV_PYTHON, missing
 
@@ -70,7 +72,8 @@ def browser(services: str) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def hub(services: str) -> Iterator[Hub]:
-    hub = new_hub()
+    # Usage measured every second, so the over-quota start below needs no long wait.
+    hub = new_hub(service={"usage_scan_interval": 1})
     institutions = copy.deepcopy(hub.settings["institutions"])
     institutions["demo-u"]["admins"] = ["bob"]
     hub.settings["institutions"] = institutions
@@ -256,3 +259,40 @@ def test_a_plain_user_is_refused_the_admin_pages(
     )
     page.screenshot(path=str(shots / "06-admin-refused.png"), full_page=True)
     page.context.close()
+
+
+def test_over_quota_the_server_starts_and_the_spawn_page_says_why(
+    browser: Any, hub: Hub, password: str, alice_page: Any, shots: Path
+) -> None:
+    bob, alice = signed_in(hub, "bob", password), signed_in(hub, "alice", password)
+
+    def alice_measured() -> bool:
+        r = bob.api("GET", "/services/scitex/api/users/alice/quota")
+        return r.status_code == 200 and (r.json()["used_bytes"] or 0) > 0
+
+    deadline = time.monotonic() + 60
+    while not alice_measured():
+        assert time.monotonic() < deadline, f"alice's usage never measured:\n{hub.log_tail(40)}"
+        time.sleep(0.5)
+    assert alice.api("DELETE", "/hub/api/users/alice/server").status_code in (202, 204)
+    alice.wait_stopped()
+    r = bob.api("PUT", "/services/scitex/api/users/alice/quota", json={"limit_bytes": 1})
+    assert r.status_code == 200, r.text
+    try:
+        page = alice_page
+        page.goto(hub.url + "/hub/spawn")
+        page.get_by_label(re.compile(r"^Small: 1 CPU")).check()
+        page.get_by_role("button", name="Start").click()
+        page.wait_for_url(re.compile(r"/hub/spawn-pending/alice"))
+        note = page.get_by_role("alert").filter(has_text="Storage quota exceeded")
+        note.wait_for()
+        text = note.inner_text()
+        assert text.startswith("Storage quota exceeded: alice's data directory uses ")
+        assert "Your server starts so you can delete files" in text
+        assert "Ask your institution's administrators (bob)" in text
+        page.screenshot(path=str(shots / "07-spawn-over-quota.png"), full_page=True)
+        # And it does start.
+        page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=90_000)
+        assert len(job_ids_of(hub, "alice")) == 1
+    finally:
+        bob.api("DELETE", "/services/scitex/api/users/alice/quota")

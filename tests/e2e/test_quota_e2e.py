@@ -3,20 +3,28 @@
 alice writes through the contents API; her server and the service both see it; bob (an
 admin of her institution) lowers her quota through the service; her restarted server
 refuses a save past it with 507 and keeps the old file; the usage view follows each
-role; and once she is over the limit her server does not start, with a clear message.
+role; and once she is over the limit her server still starts (``quota.over_quota:
+cleanup``, the default) so she can delete files: the spawn progress says why, saves that
+add data get 507, a delete goes through, and once her usage is measured below the limit
+she can save again. (``refuse`` mode needs another hub: it is covered by the spawner-path
+unit tests in tests/hub/test_records.py.)
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
+from scitex_quota import format_bytes
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, HubUser, job_ids_of, new_hub
 
@@ -29,6 +37,10 @@ DATA_BYTES = 300 * KiB
 @pytest.fixture(scope="module")
 def hub(services: str) -> Iterator[Hub]:
     hub = new_hub(service={"usage_scan_interval": 1})
+    # Servers measure their user's tree every second (default 60 s), so a deletion is
+    # seen at once.
+    notebook = hub.settings["notebook"]
+    notebook["args"] = [*notebook["args"], "--ScanQuotaBackend.interval=1"]
     institutions = hub.settings["institutions"]
     # bob administers demo-u; erin belongs to and administers other-u.
     institutions["demo-u"]["users"] = ["alice", "bob"]
@@ -81,7 +93,47 @@ def server_quota(user: HubUser) -> dict[str, Any]:
     return dict(wait_for(f"{user.name}'s quota", user.hub, answer, timeout=30))
 
 
-def test_quota_from_writing_to_507_and_refusal(hub: Hub, password: str) -> None:
+def start_watching_progress(user: HubUser, timeout: float = 120) -> list[str]:
+    """Start ``user``'s server and return the progress messages of its start (the spawn
+    page's event stream), up to and including the ready event."""
+    answer: dict[str, requests.Response] = {}
+
+    def post() -> None:
+        # Blocks until the server is ready or JupyterHub's slow-spawn timeout.
+        answer["r"] = user.api(
+            "POST", f"/hub/api/users/{user.name}/server", json={"profile": "small"}, timeout=60
+        )
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    messages: list[str] = []
+    ready = False
+    url = f"{user.hub.url}/hub/api/users/{user.name}/server/progress"
+    deadline = time.monotonic() + timeout
+    while not ready and time.monotonic() < deadline:
+        with requests.get(
+            url, headers={"Authorization": f"token {user.token}"}, stream=True, timeout=timeout
+        ) as r:
+            if r.status_code in (400, 404):  # the POST has not reached the hub yet
+                time.sleep(0.02)
+                continue
+            assert r.status_code == 200, r.text
+            for line in r.iter_lines(decode_unicode=True):
+                if not line or not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:])
+                messages.append(event.get("message", ""))
+                assert not event.get("failed"), f"{messages}\n{user.hub.log_tail()}"
+                if event.get("ready"):
+                    ready = True
+                    break
+    thread.join(60)
+    assert answer["r"].status_code in (201, 202), answer["r"].text
+    assert ready, f"{user.name}'s server not ready: {messages}"
+    return messages
+
+
+def test_quota_from_writing_to_507_and_cleanup(hub: Hub, password: str) -> None:
     admin = signed_in(hub, "admin", password)
     alice = signed_in(hub, "alice", password)
     bob = signed_in(hub, "bob", password)
@@ -174,19 +226,58 @@ def test_quota_from_writing_to_507_and_refusal(hub: Hub, password: str) -> None:
     assert (first["end_reason"], first["node"]) == ("stopped", "localhost")
     assert first["ended_at"] is not None and first["ready_at"] is not None
 
-    # Over the limit: her server does not start, and she is told why and what to do.
+    # Over the limit: her server starts all the same (cleanup, the default), and she is
+    # told why saves are refused and what to do.
     assert alice.api("DELETE", "/hub/api/users/alice/server").status_code in (202, 204)
     alice.wait_stopped()
-    r = bob.api("PUT", "/services/scitex/api/users/alice/quota", json={"limit_bytes": 64 * KiB})
+    measured_now = user_usage(service_usage(admin) or {}, "demo-u", "alice")["used_bytes"]
+    # Below her usage by half of data.bin: deleting data.bin takes her under the limit.
+    limit = measured_now - DATA_BYTES // 2
+    r = bob.api("PUT", "/services/scitex/api/users/alice/quota", json={"limit_bytes": limit})
     assert r.status_code == 200, r.text
-    r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
-    assert r.status_code == 403, r.text
-    message = r.json()["message"]
-    assert message.startswith("Storage quota exceeded: alice's data directory uses ")
-    assert "of a 64.0 KiB limit" in message
-    assert "Ask your institution's administrators (bob) to raise your quota" in message
-    assert job_ids_of(hub, "alice") == []
-    assert not alice.server_model()
+    messages = start_watching_progress(alice)
+    [notice] = [m for m in messages if m.startswith("Storage quota exceeded: ")]
+    assert notice.startswith("Storage quota exceeded: alice's data directory uses ")
+    assert f" of a {format_bytes(limit)} limit (measured " in notice
+    assert notice.endswith(
+        "Your server starts so you can delete files or move them out of your data "
+        "directory; saves that add data are refused until usage is below the limit. "
+        "Ask your institution's administrators (bob) to raise your quota."
+    )
+    # Said before the job is submitted.
+    submitted = [i for i, m in enumerate(messages) if m.startswith("Submitted SLURM job ")]
+    assert submitted and messages.index(notice) < submitted[0], messages
+    # The hub's log has it once (the spawner's progress line).
+    assert hub.log_text().count("Storage quota exceeded: alice's data directory") == 1
+    assert len(job_ids_of(hub, "alice")) == 1
+    quota = server_quota(alice)
+    assert quota["limit_bytes"] == limit
+    assert quota["used_bytes"] >= limit
+
+    # Already over: a save that adds data is 507, however small, and writes nothing.
+    r = put_file(alice, "notes.txt", os.urandom(8 * KiB))
+    assert r.status_code == 507, r.text
+    assert r.json()["message"].startswith("Storage quota exceeded: this save needs ")
+    r = alice.api("GET", "/user/alice/api/contents/notes.txt?content=1&format=base64")
+    assert base64.b64decode(r.json()["content"]) == old
+    assert put_file(alice, "new.txt", b"hi").status_code == 507
+    assert alice.api("GET", "/user/alice/api/contents/new.txt").status_code == 404
+
+    # Deleting works; once her server measures usage below the limit, saves work again.
+    r = alice.api("DELETE", "/user/alice/api/contents/data.bin")
+    assert r.status_code == 204, r.text
+    assert alice.api("GET", "/user/alice/api/contents/data.bin").status_code == 404
+
+    def below_the_limit() -> dict[str, Any] | None:
+        r = alice.api("GET", "/user/alice/scitex/api/quota")
+        return r.json() if r.status_code == 200 and r.json()["used_bytes"] < limit else None
+
+    wait_for("alice's usage measured below the limit", hub, below_the_limit, timeout=30)
+    new = os.urandom(8 * KiB)
+    r = put_file(alice, "notes.txt", new)
+    assert r.status_code == 200, r.text
+    r = alice.api("GET", "/user/alice/api/contents/notes.txt?content=1&format=base64")
+    assert base64.b64decode(r.json()["content"]) == new
 
 
 def test_a_browser_signs_in_to_the_service_through_oauth(hub: Hub, password: str) -> None:

@@ -486,3 +486,26 @@ def test_attach_warns_when_the_contents_manager_cannot_enforce(
     cm = QuotaContentsManager(root_dir=str(tmp_path))
     assert attach_quota(cm, tracker, log) is True
     assert cm.quota_tracker is tracker
+
+
+# -- deletes free space -------------------------------------------------------------------
+
+
+async def test_a_delete_removes_the_file_rather_than_moving_it_to_a_trash(
+    jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any
+) -> None:
+    assert jp_serverapp.contents_manager.delete_to_trash is False
+    (jp_root_dir / "big.bin").write_bytes(b"x" * 64 * KiB)
+    assert du_bytes(jp_root_dir) > 64 * KiB
+    response = await jp_fetch("api", "contents", "big.bin", method="DELETE")
+    assert response.code == 204
+    assert not (jp_root_dir / "big.bin").exists()
+    # Nothing of it is left anywhere in the tree (no .Trash-<uid>, no .local/share/Trash).
+    assert await asyncio.to_thread(lambda: list(jp_root_dir.rglob("big.bin"))) == []
+    # Its blocks are no longer charged to the tree.
+    assert du_bytes(jp_root_dir) < 64 * KiB
+
+
+@pytest.mark.parametrize("extra_config", [{"FileContentsManager": {"delete_to_trash": True}}])
+async def test_a_site_may_still_choose_the_trash(jp_serverapp: Any) -> None:
+    assert jp_serverapp.contents_manager.delete_to_trash is True
