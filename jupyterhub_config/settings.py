@@ -295,6 +295,13 @@ class JobsSection(_Section):
         le=10000,
         description="Jobs a user may have pending or running at once; one more gets 429.",
     )
+    history_limit: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="Ended jobs a user's job list shows (newest first), kept in "
+        "`scitex_compute_jobs` after SLURM forgets them; older ones still answer by id.",
+    )
     extra_binds: tuple[str, ...] | None = Field(
         default=None,
         description="Binds for every job's container (`/src[:/dst[:ro|rw]]`); default "

@@ -17,6 +17,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "Base",
+    "ComputeJobRecord",
     "InstitutionRecord",
     "QuotaOverride",
     "SpawnRecord",
@@ -139,3 +140,38 @@ class SpawnRecord(Base):
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ComputeJobRecord(Base):
+    """A compute job submitted through the service (docs/jobs.md), kept after SLURM forgets
+    it (``MinJobAge``): the submission, then how it ended, written once when first seen.
+
+    ``final_state`` is ``None`` until the service has seen the job end; a record SLURM no
+    longer knows that still has none ended while nobody looked (listed as ``UNKNOWN``).
+    """
+
+    __tablename__ = "scitex_compute_jobs"
+    __table_args__ = (
+        # SLURM's job ids are unique per cluster, i.e. per hub_id (its job tag).
+        Index("ix_scitex_compute_jobs_hub_id_job_id", "hub_id", "job_id", unique=True),
+        Index("ix_scitex_compute_jobs_user_submitted_at", "user", "submitted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hub_id: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str] = mapped_column(String(32))
+    user: Mapped[str] = mapped_column(String(USER_NAME_LENGTH))
+    institution: Mapped[str | None] = mapped_column(String(INSTITUTION_ID_LENGTH))
+    project: Mapped[str] = mapped_column(String(100))
+    # Relative to the project (at most 1024 characters: service.jobs.MAX_SCRIPT_LENGTH).
+    script: Mapped[str] = mapped_column(Text)
+    # The resolved resources (profile, partition, cpus, memory, runtime, ...).
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    node: Mapped[str | None] = mapped_column(String(255))
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    final_state: Mapped[str | None] = mapped_column(String(32))
+    # SLURM's "status:signal" ("3:0").
+    exit_code: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -8,20 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..institutions import Institution
-from .models import InstitutionRecord, QuotaOverride, SpawnRecord, UsageMeasurement, utcnow
+from .models import (
+    ComputeJobRecord,
+    InstitutionRecord,
+    QuotaOverride,
+    SpawnRecord,
+    UsageMeasurement,
+    utcnow,
+)
 
 __all__ = [
     "UsageRow",
+    "compute_jobs_of",
     "delete_override",
     "effective_limit",
+    "end_compute_job",
+    "get_compute_job",
     "get_override",
+    "insert_compute_job",
     "insert_spawn",
     "latest_usage",
     "latest_usage_of",
@@ -297,3 +309,154 @@ def recent_spawns(
         if institutions is not None:
             query = query.where(SpawnRecord.institution.in_(sorted(set(institutions))))
         return list(session.scalars(query.limit(limit)))
+
+
+# ---- compute jobs -------------------------------------------------------------------
+
+COMPUTE_JOB_FIELDS = frozenset({"institution", "resources"})
+# How far SLURM's submission time (recorded from a listing) may precede ours.
+RECENT_SUBMISSION = timedelta(hours=1)
+COMPUTE_JOB_END_FIELDS = frozenset(
+    {"node", "submitted_at", "started_at", "ended_at", "exit_code", "reason"}
+)
+
+
+def insert_compute_job(
+    engine: Engine,
+    *,
+    hub_id: str,
+    job_id: str,
+    user: str,
+    project: str,
+    script: str,
+    submitted_at: datetime,
+    **fields: Any,
+) -> int:
+    """Record a job SLURM just accepted.
+
+    A record of this job already there is the user's, from a listing that saw it end
+    before this insert (a job of a second): completed, its end kept. Any other record of
+    the same ``job_id`` of this hub is replaced: SLURM gave the id again (its state was
+    reset), so the old job is not this one.
+    """
+    unknown = set(fields) - COMPUTE_JOB_FIELDS
+    if unknown:
+        raise TypeError(f"unknown compute job fields: {sorted(unknown)}")
+    this_job = (ComputeJobRecord.hub_id == hub_id, ComputeJobRecord.job_id == job_id)
+    with Session(engine) as session, session.begin():
+        existing = session.scalars(select(ComputeJobRecord).where(*this_job)).first()
+        if (
+            existing is not None
+            and existing.user == user
+            and existing.submitted_at >= submitted_at - RECENT_SUBMISSION
+        ):
+            existing.project = project
+            existing.script = script
+            for name, value in fields.items():
+                setattr(existing, name, value)
+            return int(existing.id)
+        # A DELETE statement now, before the INSERT (the unit of work would order them
+        # the other way round and break the unique index).
+        session.execute(delete(ComputeJobRecord).where(*this_job))
+        record = ComputeJobRecord(
+            hub_id=hub_id,
+            job_id=job_id,
+            user=user,
+            project=project,
+            script=script,
+            submitted_at=submitted_at,
+            **fields,
+        )
+        session.add(record)
+        session.flush()
+        return int(record.id)
+
+
+def end_compute_job(
+    engine: Engine,
+    *,
+    hub_id: str,
+    job_id: str,
+    user: str,
+    final_state: str,
+    submission: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
+    """Record how ``user``'s job ended, once: the first final state recorded stays.
+
+    A job without a record (submitted before this table existed) gets one from
+    ``submission`` (``project``, ``script``, ``submitted_at``), if given.
+    Returns whether anything was written.
+    """
+    unknown = set(fields) - COMPUTE_JOB_END_FIELDS
+    if unknown:
+        raise TypeError(f"unknown compute job end fields: {sorted(unknown)}")
+    this_job = (ComputeJobRecord.hub_id == hub_id, ComputeJobRecord.job_id == job_id)
+    try:
+        with Session(engine) as session, session.begin():
+            result = session.execute(
+                update(ComputeJobRecord)
+                .where(
+                    *this_job,
+                    ComputeJobRecord.user == user,
+                    ComputeJobRecord.final_state.is_(None),
+                )
+                .values(final_state=final_state, **fields)
+            )
+            if getattr(result, "rowcount", 0):
+                return True
+            if submission is None or session.scalar(select(ComputeJobRecord.id).where(*this_job)):
+                return False
+            session.add(
+                ComputeJobRecord(
+                    hub_id=hub_id,
+                    job_id=job_id,
+                    user=user,
+                    final_state=final_state,
+                    **{**submission, **fields},
+                )
+            )
+    except IntegrityError:
+        # Another request recorded it between our check and our insert: theirs stays.
+        return False
+    return True
+
+
+def get_compute_job(
+    engine: Engine, *, hub_id: str, user: str, job_id: str
+) -> ComputeJobRecord | None:
+    """``user``'s job ``job_id`` of this hub; ``None`` for anyone else's."""
+    with Session(engine, expire_on_commit=False) as session:
+        return session.scalars(
+            select(ComputeJobRecord).where(
+                ComputeJobRecord.hub_id == hub_id,
+                ComputeJobRecord.job_id == job_id,
+                ComputeJobRecord.user == user,
+            )
+        ).first()
+
+
+def compute_jobs_of(
+    engine: Engine,
+    *,
+    hub_id: str,
+    user: str,
+    limit: int = 50,
+    job_ids: Iterable[str] | None = None,
+) -> list[ComputeJobRecord]:
+    """``user``'s last ``limit`` jobs of this hub, newest first; with ``job_ids``, only
+    those (any age)."""
+    query = select(ComputeJobRecord).where(
+        ComputeJobRecord.hub_id == hub_id, ComputeJobRecord.user == user
+    )
+    if job_ids is not None:
+        ids = sorted(set(job_ids))
+        if not ids:
+            return []
+        query = query.where(ComputeJobRecord.job_id.in_(ids))
+    else:
+        query = query.order_by(
+            ComputeJobRecord.submitted_at.desc(), ComputeJobRecord.id.desc()
+        ).limit(limit)
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(query))

@@ -7,11 +7,14 @@ script with the pure builders (:func:`build_compute_job`, then ``render_batch_sc
 ``container_argv``) and submits it through the site's submit prefix, so the job belongs to
 the user. The notebook server holds no SLURM credentials.
 
-SLURM is the record: a job is ours when its comment starts with
+SLURM is the record of live jobs: a job is ours when its comment starts with
 ``scitex-job:hub=<hub_id>:`` and SLURM says the user owns it. Listing, the job limit,
 cancelling and the log all start from one ``squeue --user=<name>``; nobody else's jobs are
-asked for. Finished jobs are listed as long as SLURM remembers them (``MinJobAge``); their
-logs stay in ``<project>/.scitex/jobs/<id>.log``.
+asked for. SLURM forgets a job a few minutes after it ends (``MinJobAge``), so the service
+also records each job in ``scitex_compute_jobs``: at submission, and how it ended the first
+time it is seen ended. The listing is SLURM's live jobs plus that history; a recorded job
+SLURM forgot before its end was seen is listed as ``UNKNOWN``. Logs stay in
+``<project>/.scitex/jobs/<id>.log``.
 """
 
 from __future__ import annotations
@@ -24,14 +27,19 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from jupyterhub.services.auth import HubOAuth
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from traitlets import Dict, Instance, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ..container import ENV_PREFIX, Bind, ContainerSpec, container_argv
+from ..db import store as db
+from ..db.models import ComputeJobRecord, utcnow
 from ..institutions import USERNAME_RE, Institution, InstitutionDirectory
 from ..profiles import Profile, ResolvedResources, UserOptionsError, resolve_user_options
 from ..script import BatchJobSpec, render_batch_script
@@ -41,6 +49,7 @@ from .handlers import APIError, APIHandler, ServiceContext
 __all__ = [
     "JOBS_SCOPE",
     "ComputeJobs",
+    "Job",
     "JobRequest",
     "JobSite",
     "build_compute_job",
@@ -62,6 +71,9 @@ MAX_SCRIPT_LENGTH = 1024
 REQUEST_KEYS = frozenset({"project", "script", "resources"})
 # Exit codes of ended jobs kept in memory (each one asked of SLURM once).
 MAX_REMEMBERED = 10000
+# A recorded job SLURM no longer knows whose end the service never saw (it was down).
+UNKNOWN_STATE = "UNKNOWN"
+UNKNOWN_REASON = "SLURM forgot the job before the service saw it end"
 # squeue fields, split on a control character no job name or comment holds.
 _SEP = "\x1f"
 _SQUEUE_FIELDS = ("%i", "%j", "%u", "%T", "%r", "%B", "%V", "%S", "%e", "%k")
@@ -262,20 +274,82 @@ def _time(value: str) -> str | None:
     return None if value in ("", "N/A", "Unknown", "None") else value
 
 
+def _reason(value: str) -> str:
+    return "" if value in ("None", "(null)") else value
+
+
+def parse_slurm_time(value: str) -> datetime | None:
+    """squeue's ``2026-12-01T02:18:33`` (SLURM's local time, no zone) -> aware datetime."""
+    text = _time(value)
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    # The service runs beside slurmctld (the same timezone): naive means local.
+    return parsed if parsed.tzinfo is not None else parsed.astimezone()
+
+
+def slurm_time_text(value: datetime | None) -> str:
+    """An aware datetime as squeue prints it (local time, no zone), so recorded and live
+    jobs read the same; ``""`` for none."""
+    if value is None:
+        return ""
+    return value.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One of the user's jobs: as SLURM lists it now (``live``), else as recorded."""
+
+    entry: QueueEntry
+    finished: FinishedJob | None = None
+    live: bool = True
+    # Where its project is (recorded at submission); None: the user's institution now.
+    institution: str | None = None
+
+
 def job_model(entry: QueueEntry, finished: FinishedJob | None = None) -> dict[str, Any]:
     return {
         "id": entry.job_id,
         "project": entry.project,
         "script": entry.name,
         "state": entry.state,
-        "reason": "" if entry.reason in ("None", "(null)") else entry.reason,
+        "reason": _reason(entry.reason),
         "node": entry.node,
         "submitted_at": _time(entry.submitted_at),
         "started_at": _time(entry.start_time),
         "ended_at": _time(entry.end_time) if entry.final else None,
         # "3:0": exit status 3, no signal (SLURM's notation); null while not ended.
-        "exit_code": finished.exit_code if finished is not None else None,
+        "exit_code": (finished.exit_code or None) if finished is not None else None,
     }
+
+
+def recorded_job(row: ComputeJobRecord, site: JobSite) -> Job:
+    """A job SLURM no longer lists, from its record: ended as recorded, else ``UNKNOWN``
+    (never shown as still running: SLURM would list it)."""
+    state = row.final_state or UNKNOWN_STATE
+    entry = QueueEntry(
+        job_id=row.job_id,
+        name=row.script,
+        user=row.user,
+        state=state,
+        reason=(row.reason or "") if row.final_state else UNKNOWN_REASON,
+        node=row.node or "",
+        submitted_at=slurm_time_text(row.submitted_at),
+        start_time=slurm_time_text(row.started_at),
+        end_time=slurm_time_text(row.ended_at),
+        comment=job_comment(site, row.user, row.project),
+    )
+    finished = None
+    if row.final_state:
+        finished = FinishedJob(row.job_id, row.final_state, row.reason or "", row.exit_code or "")
+    return Job(entry, finished, live=False, institution=row.institution)
+
+
+def _newest_first(job: Job) -> int:
+    return int(job.entry.job_id.split("_")[0])
 
 
 class ComputeJobs(LoggingConfigurable):
@@ -303,6 +377,23 @@ class ComputeJobs(LoggingConfigurable):
         1024 * 1024,
         help="The log endpoint returns at most this many bytes: the end of the log.",
     ).tag(config=True)
+
+    history_limit = Integer(
+        help="""Recorded jobs (``scitex_compute_jobs``) a user's job list shows besides
+        the jobs SLURM lists now: the newest this many. Older records stay in the database
+        and their job and log can still be fetched by id.""",
+    ).tag(config=True)
+
+    @default("history_limit")
+    def _default_history_limit(self) -> int:
+        return 50
+
+    @validate("history_limit")
+    def _check_history_limit(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value < 1:
+            raise ValueError(f"ComputeJobs.history_limit must be at least 1, got {value}")
+        return value
 
     @default("slurm")
     def _default_slurm(self) -> SlurmClient:
@@ -374,21 +465,102 @@ class ComputeJobs(LoggingConfigurable):
                 self._finished.pop(next(iter(self._finished)))
         return self._finished[entry.job_id]
 
-    async def models(self, jobs: Sequence[QueueEntry]) -> list[dict[str, Any]]:
-        return [job_model(j, await self.finished(j)) for j in jobs]
+    async def settle(
+        self, entry: QueueEntry, row: ComputeJobRecord | None, engine: Engine | None
+    ) -> Job:
+        """A job SLURM lists, with how it ended: from its record once recorded, else from
+        SLURM (then recorded, once, so it outlives SLURM's memory)."""
+        institution = row.institution if row is not None else None
+        if not entry.final:
+            return Job(entry, None, live=True, institution=institution)
+        if row is not None and row.final_state is not None:
+            recorded = FinishedJob(
+                entry.job_id, row.final_state, row.reason or "", row.exit_code or ""
+            )
+            return Job(entry, recorded, live=True, institution=institution)
+        finished = await self.finished(entry)
+        if finished is not None and engine is not None:
+            await self.record_end(engine, entry, finished)
+        return Job(entry, finished, live=True, institution=institution)
 
-    async def find(self, user: str, job_id: str) -> QueueEntry:
-        """The user's job ``job_id``; 404 for anything else, another user's job included
-        (the answer does not say whether it exists)."""
+    async def record_end(self, engine: Engine, entry: QueueEntry, finished: FinishedJob) -> None:
+        # PURGED: scontrol forgot it right after squeue listed it; the state is squeue's.
+        exit_code = finished.exit_code if finished.state != "PURGED" else ""
+        submitted_at = parse_slurm_time(entry.submitted_at)
+        # SLURM's submission time replaces ours (a moment earlier): listed the same after.
+        when = {"submitted_at": submitted_at} if submitted_at is not None else {}
+        try:
+            await asyncio.to_thread(
+                db.end_compute_job,
+                engine,
+                hub_id=self.site.hub_id,
+                job_id=entry.job_id,
+                user=entry.user,
+                final_state=entry.state,
+                node=entry.node or None,
+                started_at=parse_slurm_time(entry.start_time),
+                ended_at=parse_slurm_time(entry.end_time),
+                exit_code=exit_code or None,
+                reason=_reason(entry.reason) or None,
+                **when,
+                # A job submitted before the history existed: recorded from SLURM's view.
+                submission={
+                    "project": entry.project,
+                    "script": entry.name,
+                    "submitted_at": submitted_at or utcnow(),
+                },
+            )
+        except SQLAlchemyError as e:
+            # Shown from SLURM all the same; recorded at the next look.
+            self.log.error("Cannot record the end of job %s: %s", entry.job_id, e)
+
+    async def jobs_of(self, user: str, engine: Engine | None) -> list[Job]:
+        """The user's jobs: SLURM's, and the newest ``history_limit`` recorded ones SLURM
+        no longer lists; one per job id, newest first."""
+        rows: list[ComputeJobRecord] = []
+        if engine is not None:
+            # Read before squeue: every record read was submitted before it ran, so one
+            # squeue does not list is a job SLURM forgot, never one too new for it.
+            rows = await asyncio.to_thread(
+                db.compute_jobs_of,
+                engine,
+                hub_id=self.site.hub_id,
+                user=user,
+                limit=self.history_limit,
+            )
+        live = await self.user_jobs(user)
+        records = {row.job_id: row for row in rows}
+        older = [e.job_id for e in live if e.final and e.job_id not in records]
+        if engine is not None and older:
+            # Ended jobs past the history's newest (or from before it): are they recorded?
+            for row in await asyncio.to_thread(
+                db.compute_jobs_of, engine, hub_id=self.site.hub_id, user=user, job_ids=older
+            ):
+                records[row.job_id] = row
+        jobs = [await self.settle(e, records.get(e.job_id), engine) for e in live]
+        listed = {e.job_id for e in live}
+        jobs += [recorded_job(row, self.site) for row in rows if row.job_id not in listed]
+        return sorted(jobs, key=_newest_first, reverse=True)
+
+    async def models(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+        return [job_model(j.entry, j.finished) for j in jobs]
+
+    async def find(self, user: str, job_id: str, engine: Engine | None = None) -> Job:
+        """The user's job ``job_id``, live or recorded; 404 for anything else, another
+        user's job included (the answer does not say whether it exists)."""
         if JOB_ID_RE.match(job_id):
-            for job in await self.user_jobs(user):
-                if job.job_id == job_id:
-                    return job
-        raise APIError(
-            404,
-            f"{user} has no job {job_id} (jobs are listed until SLURM forgets them, a few "
-            "minutes after they end; logs stay in <project>/.scitex/jobs/)",
-        )
+            row = None
+            if engine is not None:
+                # Before squeue, as in jobs_of.
+                row = await asyncio.to_thread(
+                    db.get_compute_job, engine, hub_id=self.site.hub_id, user=user, job_id=job_id
+                )
+            for entry in await self.user_jobs(user):
+                if entry.job_id == job_id:
+                    return await self.settle(entry, row, engine)
+            if row is not None:
+                return recorded_job(row, self.site)
+        raise APIError(404, f"{user} has no job {job_id}")
 
     # -- submitting ----------------------------------------------------------------------
 
@@ -446,7 +618,12 @@ class ComputeJobs(LoggingConfigurable):
             raise APIError(409, f"Cannot prepare the job's log directory: {message}")
 
     async def submit(
-        self, user: str, institution_id: str, institution: Institution, request: JobRequest
+        self,
+        user: str,
+        institution_id: str,
+        institution: Institution,
+        request: JobRequest,
+        engine: Engine | None = None,
     ) -> dict[str, Any]:
         try:
             resources = resolve_user_options(
@@ -490,6 +667,23 @@ class ComputeJobs(LoggingConfigurable):
                 job_id = await self.slurm.submit(script, prefix=self.prefix(user), env=env)
             except SlurmError as e:
                 raise APIError(400, f"SLURM refused the job: {e}") from None
+        if engine is not None:
+            try:
+                await asyncio.to_thread(
+                    db.insert_compute_job,
+                    engine,
+                    hub_id=self.site.hub_id,
+                    job_id=job_id,
+                    user=user,
+                    institution=institution_id,
+                    project=request.project,
+                    script=request.script,
+                    resources=resources.as_dict(),
+                    submitted_at=utcnow(),
+                )
+            except SQLAlchemyError as e:
+                # The job runs: say so (201), and that it leaves the list with SLURM's memory.
+                self.log.error("Job %s of %s submitted but not recorded: %s", job_id, user, e)
         self.log.info(
             "Job %s of %s submitted: %s/%s (%s)",
             job_id,
@@ -510,16 +704,21 @@ class ComputeJobs(LoggingConfigurable):
             f"{job_id}.log",
         }
 
-    async def cancel(self, user: str, job_id: str) -> dict[str, Any]:
-        job = await self.find(user, job_id)
-        if job.final:
-            raise APIError(409, f"Job {job_id} has already ended ({job.state})")
+    async def cancel(self, user: str, job_id: str, engine: Engine | None = None) -> dict[str, Any]:
+        job = await self.find(user, job_id, engine)
+        if job.entry.final:
+            raise APIError(409, f"Job {job_id} has already ended ({job.entry.state})")
+        if not job.live:
+            raise APIError(
+                409,
+                f"Job {job_id} has ended: SLURM no longer knows it and its end was not recorded",
+            )
         try:
             await self.slurm.cancel(job_id, prefix=self.prefix(user))
         except SlurmError as e:
             raise APIError(503, f"scancel failed: {e}") from None
         self.log.info("Job %s of %s cancelled by its owner", job_id, user)
-        return job_model(job) | {"cancel_requested": True}
+        return job_model(job.entry) | {"cancel_requested": True}
 
     # -- the log -------------------------------------------------------------------------
 
@@ -598,7 +797,7 @@ class JobsHandler(JobsAPIHandler):
 
     async def get(self) -> None:
         user = self.owner()
-        jobs = await self.jobs.user_jobs(user)
+        jobs = await self.jobs.jobs_of(user, self.context.engine)
         self.send({"jobs": await self.jobs.models(jobs)})
 
     async def post(self) -> None:
@@ -608,7 +807,10 @@ class JobsHandler(JobsAPIHandler):
         except JobRequestError as e:
             raise APIError(400, str(e)) from None
         key, institution = await self.institution(user)
-        self.send(await self.jobs.submit(user, key, institution, request), status=201)
+        self.send(
+            await self.jobs.submit(user, key, institution, request, self.context.engine),
+            status=201,
+        )
 
 
 class JobHandler(JobsAPIHandler):
@@ -616,13 +818,13 @@ class JobHandler(JobsAPIHandler):
 
     async def get(self, job_id: str) -> None:
         user = self.owner()
-        job = await self.jobs.find(user, job_id)
+        job = await self.jobs.find(user, job_id, self.context.engine)
         [model] = await self.jobs.models([job])
         self.send(model)
 
     async def delete(self, job_id: str) -> None:
         user = self.owner()
-        self.send(await self.jobs.cancel(user, job_id))
+        self.send(await self.jobs.cancel(user, job_id, self.context.engine))
 
 
 class JobLogHandler(JobsAPIHandler):
@@ -630,9 +832,10 @@ class JobLogHandler(JobsAPIHandler):
 
     async def get(self, job_id: str) -> None:
         user = self.owner()
-        job = await self.jobs.find(user, job_id)
-        key, _ = await self.institution(user)
-        self.send(await asyncio.to_thread(self.jobs.read_log, key, user, job))
+        job = await self.jobs.find(user, job_id, self.context.engine)
+        # The project is where it was when submitted, whatever the user's institution now.
+        key = job.institution or (await self.institution(user))[0]
+        self.send(await asyncio.to_thread(self.jobs.read_log, key, user, job.entry))
 
 
 def jobs_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
@@ -679,6 +882,7 @@ def make_compute_jobs(settings: Any, profiles: Mapping[str, Profile], **kwargs: 
         institutions=dict(settings.institutions),
         profiles=dict(profiles),
         max_queued_per_user=settings.jobs.max_queued_per_user,
+        history_limit=settings.jobs.history_limit,
         **kwargs,
     )
     if settings.slurm.conf:

@@ -3,22 +3,32 @@ Apptainer (the near-empty test image with host binds), PAM and the proxy.
 
 alice's notebook server forwards her requests to the service with its own token; the
 service submits as alice; the job runs in the container with her project at /project and
-writes its result and log into the project. bob cannot see or cancel her jobs.
+writes its result and log into the project. bob cannot see or cancel her jobs. A job that
+ended stays listed, with its log, after SLURM forgets it (the service's job history).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jupyterhub_config.settings import parse_settings
+from scitex_spawner.db import get_engine
+from scitex_spawner.db import store as db
+from scitex_spawner.db.engine import dispose_engine
+from scitex_spawner.service.handlers import APIError
+from scitex_spawner.service.jobs import make_compute_jobs
+from scitex_spawner.slurm import SlurmClient
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, HubUser, new_hub
 from tests.e2e.test_apptainer import APPTAINER, TEST_IMAGE, container_settings
@@ -162,6 +172,120 @@ def test_a_failing_script_shows_its_exit_state_and_log(hub: Hub, alice_ready: Hu
     assert (job["state"], job["exit_code"], job["reason"]) == ("FAILED", "3:0", "NonZeroExitCode")
     log = jobs_api(alice_ready, "GET", f"/{job_id}/log").json()["log"]
     assert "about to fail" in log
+
+
+class ForgetfulSlurm(SlurmClient):
+    """The real SLURM, except that squeue leaves out ``forgotten``: what SLURM answers once
+    it has forgotten a job (MinJobAge, 300 s in the shared slurm.conf)."""
+
+    forgotten: frozenset[str] = frozenset()
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        out = await super().run(argv, stdin=stdin, env=env)
+        if "squeue" not in argv[0]:
+            return out
+        lines = out.splitlines(keepends=True)
+        return "".join(line for line in lines if line.split("\x1f", 1)[0] not in self.forgotten)
+
+
+def test_a_failed_job_is_listed_with_its_log_after_slurm_forgets_it(
+    hub: Hub, alice_ready: HubUser, services: str
+) -> None:
+    """SLURM forgets a job MinJobAge (300 s) after it ends; the shared slurm.conf is not
+    lowered for a test. The service records the end the first time it lists the job ended;
+    from then on nothing of the job is asked of SLURM. Two views of "forgotten": (1) the
+    service's own code over the hub's database and the real SLURM minus this job; (2) the
+    running service, through alice's notebook server, for the same record and log under a
+    job id SLURM has never issued (so SLURM knows nothing of it, as after MinJobAge)."""
+    alice = alice_ready
+    r = jobs_api(alice, "POST", json={"project": "p1", "script": "analysis/fail.py"})
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    listed = wait_state(alice, job_id, {"COMPLETED", "FAILED"})
+    assert (listed["state"], listed["exit_code"]) == ("FAILED", "3:0"), listed
+
+    # The running service recorded it: submission, then its end.
+    db_url = str(hub.settings["hub"]["db_url"])
+    engine = get_engine(db_url)
+    try:
+        row = db.get_compute_job(engine, hub_id=hub.hub_id, user="alice", job_id=job_id)
+        assert row is not None
+        assert (row.project, row.script, row.institution) == ("p1", "analysis/fail.py", "demo-u")
+        assert (row.final_state, row.exit_code, row.reason) == ("FAILED", "3:0", "NonZeroExitCode")
+
+        # (1) The service's code, with SLURM that has forgotten the job.
+        settings = parse_settings(hub.settings)
+        jobs = make_compute_jobs(settings, settings.profiles, slurm=ForgetfulSlurm())
+        assert isinstance(jobs.slurm, ForgetfulSlurm)
+        jobs.slurm.forgotten = frozenset({job_id})
+
+        async def forgotten_view() -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
+            listing = await jobs.models(await jobs.jobs_of("alice", engine))
+            job = await jobs.find("alice", job_id, engine)
+            log = await asyncio.to_thread(jobs.read_log, "demo-u", "alice", job.entry)
+            with pytest.raises(APIError) as e:
+                await jobs.find("bob", job_id, engine)
+            assert e.value.status_code == 404
+            return listing, job, log
+
+        listing, job, log = asyncio.run(forgotten_view())
+        assert not job.live
+        assert [j for j in listing if j["id"] == job_id] == [listed]
+        assert "about to fail" in log["log"] and log["state"] == "FAILED"
+
+        # (2) The running service, for a job SLURM never had: the same record and log.
+        gone = str(60_000_000 + secrets.randbelow(1_000_000))
+        assert gone not in compute_jobs(hub)
+        db.insert_compute_job(
+            engine,
+            hub_id=hub.hub_id,
+            job_id=gone,
+            user="alice",
+            project="p1",
+            script="analysis/fail.py",
+            submitted_at=row.submitted_at,
+            institution="demo-u",
+        )
+        db.end_compute_job(
+            engine,
+            hub_id=hub.hub_id,
+            job_id=gone,
+            user="alice",
+            final_state="FAILED",
+            exit_code="3:0",
+            reason="NonZeroExitCode",
+            node=row.node,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+        )
+    finally:
+        dispose_engine(db_url)
+    logs = hub.root / "data" / "demo-u" / "alice" / "projects" / "p1" / ".scitex" / "jobs"
+    shutil.copy2(logs / f"{job_id}.log", logs / f"{gone}.log")
+    alice_uid = pwd.getpwnam("alice")
+    os.chown(logs / f"{gone}.log", alice_uid.pw_uid, alice_uid.pw_gid)
+
+    expected = listed | {"id": gone}
+    r = jobs_api(alice, "GET")
+    assert r.status_code == 200, r.text
+    assert [j for j in r.json()["jobs"] if j["id"] == gone] == [expected]
+    r = jobs_api(alice, "GET", f"/{gone}")
+    assert (r.status_code, r.json()) == (200, expected)
+    r = jobs_api(alice, "GET", f"/{gone}/log")
+    assert r.status_code == 200, r.text
+    assert "about to fail" in r.json()["log"] and r.json()["state"] == "FAILED"
+    r = jobs_api(alice, "DELETE", f"/{gone}")
+    assert r.status_code == 409 and "already ended (FAILED)" in r.json()["message"], r.text
+    bob = signed_in(hub, "bob", services)
+    for method, path in [("GET", ""), ("GET", "/log"), ("DELETE", "")]:
+        r = bob.api(method, f"/services/scitex/api/jobs/{gone}{path}")
+        assert r.status_code == 404, (method, path, r.text)
 
 
 def test_bad_scripts_are_refused_with_400(alice_ready: HubUser) -> None:

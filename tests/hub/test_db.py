@@ -15,6 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from scitex_spawner.db import (
     Base,
@@ -30,7 +31,13 @@ from scitex_spawner.db.migrate import VERSION_TABLE
 from scitex_spawner.institutions import Institution
 from tests.hub.dbhelpers import drop_postgres, postgres_url, sqlite_url
 
-OUR_TABLES = {"scitex_institutions", "scitex_quota_overrides", "scitex_usage", "scitex_spawns"}
+OUR_TABLES = {
+    "scitex_institutions",
+    "scitex_quota_overrides",
+    "scitex_usage",
+    "scitex_spawns",
+    "scitex_compute_jobs",
+}
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
@@ -57,11 +64,11 @@ def table_names(url: str) -> set[str]:
 
 def test_empty_database_to_head(db_url: str) -> None:
     assert current_revision(db_url) is None
-    assert upgrade(db_url) == head_revision() == "0002"
-    assert current_revision(db_url) == "0002"
+    assert upgrade(db_url) == head_revision() == "0003"
+    assert current_revision(db_url) == "0003"
     assert OUR_TABLES | {VERSION_TABLE} <= table_names(db_url)
     # Idempotent: a second start changes nothing.
-    assert upgrade(db_url) == "0002"
+    assert upgrade(db_url) == "0003"
 
 
 def test_models_match_the_migrations(db_url: str) -> None:
@@ -121,7 +128,7 @@ def test_0001_with_rows_upgrades_to_head_and_keeps_them(db_url: str) -> None:
         )
     engine.dispose()
 
-    assert upgrade(db_url) == "0002"
+    assert upgrade(db_url) == "0003"
     engine = get_engine(db_url)
     override = db.get_override(engine, "alice")
     assert override is not None
@@ -148,6 +155,36 @@ def test_0001_with_rows_upgrades_to_head_and_keeps_them(db_url: str) -> None:
         assert conn.execute(text("SELECT name FROM users")).scalar() == "alice"
 
 
+def test_0002_with_rows_upgrades_to_0003_and_keeps_them(db_url: str) -> None:
+    assert upgrade(db_url, "0002") == "0002"
+    assert "scitex_compute_jobs" not in table_names(db_url)
+    engine = get_engine(db_url)
+    record_id = db.insert_spawn(
+        engine, hub_id="h", user="alice", server_name="", started_at=T0, job_id="7"
+    )
+    dispose_engine(db_url)
+
+    assert upgrade(db_url) == "0003"
+    engine = get_engine(db_url)
+    [spawn] = db.recent_spawns(engine, user="alice")
+    assert (spawn.id, spawn.job_id, spawn.started_at) == (record_id, "7", T0)
+    # The new table works, its unique (hub_id, job_id) index included.
+    db.insert_compute_job(
+        engine, hub_id="h", job_id="8", user="alice", project="p1", script="a.sh", submitted_at=T0
+    )
+    assert db.end_compute_job(engine, hub_id="h", job_id="8", user="alice", final_state="FAILED")
+    [job] = db.compute_jobs_of(engine, hub_id="h", user="alice")
+    assert (job.job_id, job.final_state, job.submitted_at) == ("8", "FAILED", T0)
+    with engine.begin() as conn, pytest.raises(IntegrityError):
+        conn.execute(
+            text(
+                'INSERT INTO scitex_compute_jobs (hub_id, job_id, "user", project, script, '
+                "submitted_at) VALUES ('h', '8', 'bob', 'p', 's', :t)"
+            ),
+            {"t": T0.replace(tzinfo=None)},
+        )
+
+
 def test_two_processes_upgrading_at_once_both_succeed(db_url: str) -> None:
     """A hub restart races a still-running service, or two hubs share PostgreSQL."""
     results: list[str | None] = []
@@ -165,7 +202,7 @@ def test_two_processes_upgrading_at_once_both_succeed(db_url: str) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert results == ["0002", "0002", "0002"]
+    assert results == ["0003", "0003", "0003"]
 
 
 def test_sqlite_uses_wal_and_waits_for_another_writer(tmp_path: Path) -> None:
@@ -318,3 +355,165 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
         db.insert_spawn(
             engine, hub_id="h", user="alice", server_name="", started_at=datetime(2026, 1, 1)
         )
+
+
+def submit(engine: Engine, job_id: str, minutes: int, user: str = "alice", hub: str = "h") -> int:
+    return db.insert_compute_job(
+        engine,
+        hub_id=hub,
+        job_id=job_id,
+        user=user,
+        project="p1",
+        script="fit.py",
+        submitted_at=T0 + timedelta(minutes=minutes),
+        institution="demo-u",
+        resources={"cpus": 1},
+    )
+
+
+def test_compute_jobs_are_listed_per_user_and_hub_newest_first(engine: Engine) -> None:
+    e = engine
+    for i, job_id in enumerate(["11", "12", "13"]):
+        submit(e, job_id, i)
+    submit(e, "14", 5, user="bob")
+    submit(e, "15", 6, hub="other")
+    assert [r.job_id for r in db.compute_jobs_of(e, hub_id="h", user="alice")] == [
+        "13",
+        "12",
+        "11",
+    ]
+    assert [r.job_id for r in db.compute_jobs_of(e, hub_id="h", user="alice", limit=2)] == [
+        "13",
+        "12",
+    ]
+    # By id, whatever their age; never another user's or another hub's.
+    rows = db.compute_jobs_of(e, hub_id="h", user="alice", job_ids=["11", "14", "15"])
+    assert [r.job_id for r in rows] == ["11"]
+    assert db.compute_jobs_of(e, hub_id="h", user="alice", job_ids=[]) == []
+    row = db.get_compute_job(e, hub_id="h", user="alice", job_id="12")
+    assert row is not None
+    assert (row.institution, row.project, row.script, row.resources, row.final_state) == (
+        "demo-u",
+        "p1",
+        "fit.py",
+        {"cpus": 1},
+        None,
+    )
+    assert row.submitted_at == T0 + timedelta(minutes=1)
+    assert db.get_compute_job(e, hub_id="h", user="bob", job_id="12") is None
+    assert db.get_compute_job(e, hub_id="other", user="alice", job_id="12") is None
+
+
+def test_a_compute_jobs_end_is_recorded_once(engine: Engine) -> None:
+    e = engine
+    submit(e, "21", 0)
+    end = {"node": "n1", "started_at": T0, "ended_at": T0 + timedelta(seconds=5)}
+    # Not bob's job: nothing written.
+    assert not db.end_compute_job(e, hub_id="h", job_id="21", user="bob", final_state="FAILED")
+    assert db.end_compute_job(
+        e,
+        hub_id="h",
+        job_id="21",
+        user="alice",
+        final_state="FAILED",
+        exit_code="3:0",
+        reason="NonZeroExitCode",
+        **end,
+    )
+    # A later look (another request, a restart) does not overwrite the first end.
+    assert not db.end_compute_job(
+        e, hub_id="h", job_id="21", user="alice", final_state="CANCELLED", exit_code="0:15"
+    )
+    row = db.get_compute_job(e, hub_id="h", user="alice", job_id="21")
+    assert row is not None
+    assert (row.final_state, row.exit_code, row.reason, row.node, row.ended_at) == (
+        "FAILED",
+        "3:0",
+        "NonZeroExitCode",
+        "n1",
+        T0 + timedelta(seconds=5),
+    )
+    with pytest.raises(TypeError, match="unknown compute job end fields"):
+        db.end_compute_job(e, hub_id="h", job_id="21", user="alice", final_state="X", project="p")
+
+
+def test_an_ended_job_without_a_record_gets_one(engine: Engine) -> None:
+    e = engine
+    submission = {"project": "p1", "script": "old.sh", "submitted_at": T0}
+    # Without what was submitted, nothing to write.
+    assert not db.end_compute_job(e, hub_id="h", job_id="31", user="alice", final_state="FAILED")
+    assert db.end_compute_job(
+        e,
+        hub_id="h",
+        job_id="31",
+        user="alice",
+        final_state="COMPLETED",
+        exit_code="0:0",
+        submission=submission,
+    )
+    assert not db.end_compute_job(
+        e, hub_id="h", job_id="31", user="alice", final_state="FAILED", submission=submission
+    )
+    # Another user's record of that id (SLURM reused it) is neither changed nor doubled.
+    assert not db.end_compute_job(
+        e, hub_id="h", job_id="31", user="bob", final_state="FAILED", submission=submission
+    )
+    [row] = db.compute_jobs_of(e, hub_id="h", user="alice")
+    assert (row.job_id, row.script, row.final_state, row.exit_code, row.institution) == (
+        "31",
+        "old.sh",
+        "COMPLETED",
+        "0:0",
+        None,
+    )
+    assert db.compute_jobs_of(e, hub_id="h", user="bob") == []
+
+
+def test_a_job_id_given_again_replaces_the_old_record(engine: Engine) -> None:
+    """SLURM's state was reset and it counts from the start again: the new job is it."""
+    e = engine
+    submit(e, "41", 0)
+    db.end_compute_job(e, hub_id="h", job_id="41", user="alice", final_state="FAILED")
+    submit(e, "41", 10, user="bob")
+    assert db.compute_jobs_of(e, hub_id="h", user="alice") == []
+    [row] = db.compute_jobs_of(e, hub_id="h", user="bob")
+    assert (row.user, row.final_state) == ("bob", None)
+    # alice's own record of that id, but two days old: an earlier job, replaced too.
+    submit(e, "43", 0)
+    db.end_compute_job(e, hub_id="h", job_id="43", user="alice", final_state="FAILED")
+    submit(e, "43", 2 * 24 * 60)
+    row = db.get_compute_job(e, hub_id="h", user="alice", job_id="43")
+    assert row is not None and row.final_state is None
+    with pytest.raises(TypeError, match="unknown compute job fields"):
+        db.insert_compute_job(
+            e, hub_id="h", job_id="42", user="a", project="p", script="s", submitted_at=T0, x=1
+        )
+
+
+def test_a_job_seen_ended_before_its_submission_was_recorded_keeps_its_end(
+    engine: Engine,
+) -> None:
+    """A job of a second: a listing records its end (from SLURM's view) before the
+    submission's own insert; the insert completes that record."""
+    e = engine
+    assert db.end_compute_job(
+        e,
+        hub_id="h",
+        job_id="51",
+        user="alice",
+        final_state="FAILED",
+        exit_code="1:0",
+        submitted_at=T0 - timedelta(seconds=1),
+        submission={"project": "p1", "script": "fit.py", "submitted_at": T0},
+    )
+    submit(e, "51", 0)
+    [row] = db.compute_jobs_of(e, hub_id="h", user="alice")
+    assert (row.job_id, row.final_state, row.exit_code, row.institution, row.resources) == (
+        "51",
+        "FAILED",
+        "1:0",
+        "demo-u",
+        {"cpus": 1},
+    )
+    # SLURM's submission time stays.
+    assert row.submitted_at == T0 - timedelta(seconds=1)

@@ -325,6 +325,7 @@ SITE: dict[str, Any] = {
     "jobs,words",
     [
         ({"max_queued_per_user": 0}, "jobs.max_queued_per_user"),
+        ({"history_limit": 0}, "jobs.history_limit"),
         ({"image": "relative.sif"}, "jobs.image: must be an absolute path"),
         ({"extra_binds": ["/a:/data"]}, "jobs.extra_binds"),
         ({"python": "python3 -c"}, "jobs.python"),
@@ -379,3 +380,14 @@ def test_apply_all_keeps_a_user_role_already_declared() -> None:
         "access:services!service=scitex",
         "custom:scitex:jobs!user",
     ]
+
+
+def test_the_site_files_history_limit_reaches_the_service() -> None:
+    from scitex_spawner.service.jobs import make_compute_jobs
+
+    settings = parse_settings({**SITE, "container": {"runtime": "none"}})
+    assert make_compute_jobs(settings, settings.profiles).history_limit == 50
+    settings = parse_settings(
+        {**SITE, "container": {"runtime": "none"}, "jobs": {"history_limit": 7}}
+    )
+    assert make_compute_jobs(settings, settings.profiles).history_limit == 7

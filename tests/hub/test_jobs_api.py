@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from scitex_spawner.db import get_engine, upgrade
+from scitex_spawner.db import store as db
 from scitex_spawner.db.engine import dispose_engine
 from scitex_spawner.profiles import load_profiles
 from scitex_spawner.service.app import make_app
@@ -267,3 +271,152 @@ async def test_list_cancel_and_bob(base_url: str, jobs: ComputeJobs) -> None:
     [(argv, _, _)] = [c for c in slurm.calls if "scancel" in c[0][-2]]
     assert argv[-1] == "6"
     assert (await call(base_url, "GET", "api/jobs/not-a-job", "j-alice"))[0] == 404
+
+
+# ---- history: jobs SLURM has forgotten ---------------------------------------------
+
+
+def queue_line(slurm: FakeSlurm, job_id: str, state: str, reason: str = "None") -> None:
+    """A line as squeue prints an ended job of alice's, with SLURM's local times."""
+    times = ["2026-12-01T02:18:33", "2026-12-01T02:18:34", "2026-12-01T02:18:40"]
+    line = [job_id, "run.sh", "alice", state, reason, "localhost", *times, TAG.format(user="alice")]
+    slurm.queue_lines.setdefault("alice", []).append(line)
+
+
+async def submitted(base_url: str) -> str:
+    status, body = await call(
+        base_url, "POST", "api/jobs", "j-alice", {"project": "p1", "script": "run.sh"}
+    )
+    assert status == 201, body
+    return str(body["id"])
+
+
+def scontrols(slurm: FakeSlurm) -> int:
+    return len([c for c in slurm.calls if "scontrol" in c[0][0]])
+
+
+async def test_an_ended_job_stays_listed_after_slurm_forgets_it(
+    base_url: str, jobs: ComputeJobs, engine: Engine, project: Path
+) -> None:
+    slurm = fake(jobs)
+    job_id = await submitted(base_url)
+    [row] = db.compute_jobs_of(engine, hub_id="t", user="alice")
+    assert (row.job_id, row.institution, row.final_state) == (job_id, "demo-u", None)
+    assert row.resources is not None and row.resources["profile"] == "small"
+
+    queue_line(slurm, job_id, "FAILED", "NonZeroExitCode")
+    status, body = await call(base_url, "GET", "api/jobs", "j-alice")
+    assert status == 200, body
+    [live] = body["jobs"]
+    assert (live["state"], live["exit_code"], live["reason"]) == (
+        "FAILED",
+        "3:0",
+        "NonZeroExitCode",
+    )
+    assert scontrols(slurm) == 1
+    # Recorded once: a fresh look (another process) takes the end from the record.
+    jobs._finished.clear()
+    assert (await call(base_url, "GET", "api/jobs", "j-alice"))[1]["jobs"] == [live]
+    assert scontrols(slurm) == 1
+
+    # SLURM forgets it (MinJobAge): listed all the same, exactly as before.
+    slurm.queue_lines["alice"] = []
+    status, body = await call(base_url, "GET", "api/jobs", "j-alice")
+    assert (status, body["jobs"]) == (200, [live])
+    assert live == {
+        "id": job_id,
+        "project": "p1",
+        "script": "run.sh",
+        "state": "FAILED",
+        "reason": "NonZeroExitCode",
+        "node": "localhost",
+        # SLURM's times, recorded when it ended, as squeue prints them.
+        "submitted_at": "2026-12-01T02:18:33",
+        "started_at": "2026-12-01T02:18:34",
+        "ended_at": "2026-12-01T02:18:40",
+        "exit_code": "3:0",
+    }
+    assert (await call(base_url, "GET", f"api/jobs/{job_id}", "j-alice")) == (200, live)
+    status, body = await call(base_url, "DELETE", f"api/jobs/{job_id}", "j-alice")
+    assert status == 409 and "already ended (FAILED)" in body["message"]
+    assert not [c for c in slurm.calls if "scancel" in c[0][-2]]
+    # bob: 404, as for a job that never was.
+    for method, path in [("GET", ""), ("DELETE", ""), ("GET", "/log")]:
+        status, body = await call(base_url, method, f"api/jobs/{job_id}{path}", "j-bob")
+        assert status == 404 and f"bob has no job {job_id}" in body["message"], body
+    assert (await call(base_url, "GET", "api/jobs", "j-bob"))[1] == {"jobs": []}
+
+    log = project / ".scitex" / "jobs" / f"{job_id}.log"
+    log.write_text("about to fail\n")
+    if os.geteuid() == 0:
+        alice = pwd.getpwnam("alice")
+        os.chown(log, alice.pw_uid, alice.pw_gid)
+        status, body = await call(base_url, "GET", f"api/jobs/{job_id}/log", "j-alice")
+        assert status == 200, body
+        assert (body["log"], body["state"], body["exists"]) == ("about to fail\n", "FAILED", True)
+
+
+async def test_a_job_forgotten_before_its_end_was_seen_is_unknown(
+    base_url: str, jobs: ComputeJobs
+) -> None:
+    slurm = fake(jobs)
+    job_id = await submitted(base_url)
+    slurm.add("alice", job_id, "RUNNING")
+    [job] = (await call(base_url, "GET", "api/jobs", "j-alice"))[1]["jobs"]
+    assert job["state"] == "RUNNING"
+    # The service was down while it ended and SLURM forgot it.
+    slurm.queue_lines["alice"] = []
+    [job] = (await call(base_url, "GET", "api/jobs", "j-alice"))[1]["jobs"]
+    assert (job["id"], job["state"], job["exit_code"], job["ended_at"]) == (
+        job_id,
+        "UNKNOWN",
+        None,
+        None,
+    )
+    assert job["reason"] == "SLURM forgot the job before the service saw it end"
+    status, body = await call(base_url, "DELETE", f"api/jobs/{job_id}", "j-alice")
+    assert status == 409 and "no longer knows it" in body["message"], body
+    assert not [c for c in slurm.calls if "scancel" in c[0][-2]]
+
+
+async def test_history_limit_and_jobs_from_before_the_history(
+    base_url: str, jobs: ComputeJobs, engine: Engine
+) -> None:
+    slurm = fake(jobs)
+    t0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    for i, job_id in enumerate(["50", "51", "52"]):
+        db.insert_compute_job(
+            engine,
+            hub_id="t",
+            job_id=job_id,
+            user="alice",
+            project="p1",
+            script="run.sh",
+            submitted_at=t0 + timedelta(minutes=i),
+        )
+        db.end_compute_job(engine, hub_id="t", job_id=job_id, user="alice", final_state="COMPLETED")
+    # Another hub's record of alice's is not listed.
+    db.insert_compute_job(
+        engine, hub_id="x", job_id="53", user="alice", project="p1", script="a.sh", submitted_at=t0
+    )
+    jobs.history_limit = 2
+    slurm.add("alice", "60", "RUNNING")
+    # Ended before the history existed (no record): recorded from SLURM's view.
+    queue_line(slurm, "40", "COMPLETED")
+    ids = [j["id"] for j in (await call(base_url, "GET", "api/jobs", "j-alice"))[1]["jobs"]]
+    assert ids == ["60", "52", "51", "40"]
+    row = db.get_compute_job(engine, hub_id="t", user="alice", job_id="40")
+    assert row is not None and (row.final_state, row.script, row.exit_code) == (
+        "COMPLETED",
+        "run.sh",
+        "3:0",
+    )
+    # Past the limit, still there by id.
+    status, body = await call(base_url, "GET", "api/jobs/50", "j-alice")
+    assert (status, body["state"]) == (200, "COMPLETED")
+
+
+def test_history_limit_must_be_at_least_one(jobs: ComputeJobs) -> None:
+    assert jobs.history_limit == 50
+    with pytest.raises(ValueError, match="history_limit must be at least 1, got 0"):
+        jobs.history_limit = 0
