@@ -378,7 +378,9 @@ class SciTeXSpawner(SlurmSpawner):
         options: dict[str, Any] = {}
         for key, values in formdata.items():
             value = values[0] if values else ""
-            if value == "":
+            # Tornado's XSRF field (a scripted form post may send it): the hub has
+            # checked it before the form reaches us; it is no resource option.
+            if value == "" or key == "_xsrf":
                 continue
             if key in ("cpus", "gpus"):
                 options[key] = int(value) if value.isdigit() else value

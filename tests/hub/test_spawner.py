@@ -114,6 +114,10 @@ def test_form_and_rest_meet_the_same_validation() -> None:
     )
     with pytest.raises(web.HTTPError):
         spawner.resolve_resources(spawner.options_from_form({"cpus": ["2; id"]}))
+    # A scripted form post that carries the XSRF token in the body is not refused for it.
+    assert spawner.options_from_form({"profile": ["small"], "_xsrf": ["2|abc"]}) == {
+        "profile": "small"
+    }
 
 
 def test_submit_prefix_formats_only_a_safe_username() -> None:
