@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +282,51 @@ class HubUser:
                 return
             time.sleep(0.5)
         raise AssertionError(f"{self.name}'s server did not stop in {timeout} s")
+
+    def start_watching_progress(
+        self, options: dict[str, Any], timeout: float = 120
+    ) -> tuple[list[str], float]:
+        """Start the server with ``options``; return the progress messages of its start
+        (the spawn page's event stream, up to and including the ready event) and the
+        seconds from the request to the server being ready."""
+        started = time.monotonic()
+        answer: dict[str, requests.Response] = {}
+
+        def post() -> None:
+            # Blocks until the server is ready or JupyterHub's slow-spawn timeout.
+            answer["r"] = self.api(
+                "POST", f"/hub/api/users/{self.name}/server", json=options, timeout=60
+            )
+
+        thread = threading.Thread(target=post)
+        thread.start()
+        messages: list[str] = []
+        ready_at = None
+        url = f"{self.hub.url}/hub/api/users/{self.name}/server/progress"
+        deadline = started + timeout
+        while ready_at is None and time.monotonic() < deadline:
+            with requests.get(
+                url, headers={"Authorization": f"token {self.token}"}, stream=True, timeout=timeout
+            ) as r:
+                if r.status_code in (400, 404):  # the POST has not reached the hub yet
+                    time.sleep(0.02)
+                    continue
+                assert r.status_code == 200, r.text
+                for line in r.iter_lines(decode_unicode=True):
+                    if not line or not line.startswith("data:"):
+                        continue
+                    event = json.loads(line[5:])
+                    messages.append(event.get("message", ""))
+                    assert not event.get("failed"), (
+                        f"{self.name}: {messages}\n{self.hub.log_tail()}"
+                    )
+                    if event.get("ready"):
+                        ready_at = time.monotonic()
+                        break
+        thread.join(60)
+        assert answer["r"].status_code in (201, 202), answer["r"].text
+        assert ready_at is not None, f"{self.name}'s server not ready: {messages}"
+        return messages, ready_at - started
 
 
 def job_ids_of(hub: Hub, user: str) -> list[str]:

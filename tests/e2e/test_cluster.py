@@ -16,7 +16,6 @@ is left on the node when it returns.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import pwd
 import re
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import requests
 
 from tests.e2e.hubprocess import REPO, Hub, HubUser, new_hub
 from tests.e2e.test_apptainer import APPTAINER, TEST_IMAGE, container_settings
@@ -206,44 +204,9 @@ def hub(cluster: dict[str, str]) -> Iterator[Hub]:
 
 
 def spawn(user: HubUser, profile: str, timeout: float = 120) -> tuple[list[str], float]:
-    """Start ``user``'s server with ``profile``; return the progress messages the
-    spawn page shows, and the seconds from the request to the server being ready."""
-    started = time.monotonic()
-    answer: dict[str, Any] = {}
-
-    def post() -> None:
-        # Blocks until the server is ready or JupyterHub's slow-spawn timeout.
-        answer["r"] = user.api(
-            "POST", f"/hub/api/users/{user.name}/server", json={"profile": profile}, timeout=60
-        )
-
-    thread = threading.Thread(target=post)
-    thread.start()
-    messages: list[str] = []
-    ready_at = None
-    url = f"{user.hub.url}/hub/api/users/{user.name}/server/progress"
-    deadline = started + timeout
-    while ready_at is None and time.monotonic() < deadline:
-        with requests.get(
-            url, headers={"Authorization": f"token {user.token}"}, stream=True, timeout=timeout
-        ) as r:
-            if r.status_code in (400, 404):  # the POST has not reached the hub yet
-                time.sleep(0.02)
-                continue
-            assert r.status_code == 200, r.text
-            for line in r.iter_lines(decode_unicode=True):
-                if not line or not line.startswith("data:"):
-                    continue
-                event = json.loads(line[5:])
-                messages.append(event.get("message", ""))
-                assert not event.get("failed"), f"{user.name}: {messages}\n{user.hub.log_tail()}"
-                if event.get("ready"):
-                    ready_at = time.monotonic()
-                    break
-    thread.join(60)
-    assert answer["r"].status_code in (201, 202), answer["r"].text
-    assert ready_at is not None, f"{user.name}'s server not ready: {messages}"
-    return messages, ready_at - started
+    """Start ``user``'s server with ``profile``; the progress messages the spawn page
+    shows, and the seconds from the request to the server being ready."""
+    return user.start_watching_progress({"profile": profile}, timeout)
 
 
 def node_of(messages: list[str]) -> str:

@@ -13,16 +13,13 @@ unit tests in tests/hub/test_records.py.)
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from scitex_quota import format_bytes
 from tests.e2e.conftest import signed_in
@@ -91,46 +88,6 @@ def server_quota(user: HubUser) -> dict[str, Any]:
         return r.json() if r.status_code == 200 else None  # 503 until the first scan
 
     return dict(wait_for(f"{user.name}'s quota", user.hub, answer, timeout=30))
-
-
-def start_watching_progress(user: HubUser, timeout: float = 120) -> list[str]:
-    """Start ``user``'s server and return the progress messages of its start (the spawn
-    page's event stream), up to and including the ready event."""
-    answer: dict[str, requests.Response] = {}
-
-    def post() -> None:
-        # Blocks until the server is ready or JupyterHub's slow-spawn timeout.
-        answer["r"] = user.api(
-            "POST", f"/hub/api/users/{user.name}/server", json={"profile": "small"}, timeout=60
-        )
-
-    thread = threading.Thread(target=post)
-    thread.start()
-    messages: list[str] = []
-    ready = False
-    url = f"{user.hub.url}/hub/api/users/{user.name}/server/progress"
-    deadline = time.monotonic() + timeout
-    while not ready and time.monotonic() < deadline:
-        with requests.get(
-            url, headers={"Authorization": f"token {user.token}"}, stream=True, timeout=timeout
-        ) as r:
-            if r.status_code in (400, 404):  # the POST has not reached the hub yet
-                time.sleep(0.02)
-                continue
-            assert r.status_code == 200, r.text
-            for line in r.iter_lines(decode_unicode=True):
-                if not line or not line.startswith("data:"):
-                    continue
-                event = json.loads(line[5:])
-                messages.append(event.get("message", ""))
-                assert not event.get("failed"), f"{messages}\n{user.hub.log_tail()}"
-                if event.get("ready"):
-                    ready = True
-                    break
-    thread.join(60)
-    assert answer["r"].status_code in (201, 202), answer["r"].text
-    assert ready, f"{user.name}'s server not ready: {messages}"
-    return messages
 
 
 def test_quota_from_writing_to_507_and_cleanup(hub: Hub, password: str) -> None:
@@ -235,7 +192,7 @@ def test_quota_from_writing_to_507_and_cleanup(hub: Hub, password: str) -> None:
     limit = measured_now - DATA_BYTES // 2
     r = bob.api("PUT", "/services/scitex/api/users/alice/quota", json={"limit_bytes": limit})
     assert r.status_code == 200, r.text
-    messages = start_watching_progress(alice)
+    messages, _ = alice.start_watching_progress({"profile": "small"})
     [notice] = [m for m in messages if m.startswith("Storage quota exceeded: ")]
     assert notice.startswith("Storage quota exceeded: alice's data directory uses ")
     assert f" of a {format_bytes(limit)} limit (measured " in notice
