@@ -26,12 +26,12 @@ import math
 import os
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .command import CommandRunner, QuotaCommandError, run_command
+from .command import CommandResult, CommandRunner, QuotaCommandError, run_command
 
 __all__ = ["ScanCancelled", "ScanResult", "du_scan", "parallel_du_scan", "scan_tree"]
 
@@ -224,6 +224,26 @@ def du_batches(units: Sequence[_T], jobs: int) -> list[list[_T]]:
     return [list(units[i : i + size]) for i in range(0, len(units), size)]
 
 
+def _du_errors(result: CommandResult, du_command: str) -> int:
+    """The entries a du run could not read (its stderr lines); raises when it failed.
+
+    du exits 1 when some entries could not be read but still prints the totals.
+    """
+    if result.returncode not in (0, 1):
+        raise QuotaCommandError(
+            f"{du_command} exited with status {result.returncode}: {result.stderr.strip()[:300]}"
+        )
+    return sum(1 for line in result.stderr.splitlines() if line.strip())
+
+
+def _du_records(stdout: str) -> Iterator[tuple[int, str]]:
+    """(bytes, path) of each ``du -B1 -0`` record."""
+    for record in stdout.split("\0"):
+        size, sep, path = record.lstrip("\n").partition("\t")
+        if sep and size.isdigit():
+            yield int(size), path
+
+
 def _parse_du_s(stdout: str, paths: Sequence[str], du_command: str) -> dict[int, int]:
     """Bytes per index into ``paths`` from ``du -B1 -0 -s -- paths...``.
 
@@ -235,15 +255,12 @@ def _parse_du_s(stdout: str, paths: Sequence[str], du_command: str) -> dict[int,
     keys = [os.fsencode(p).decode("utf-8", errors="replace") for p in paths]
     sizes: dict[int, int] = {}
     i = 0
-    for record in stdout.split("\0"):
-        size, sep, path = record.lstrip("\n").partition("\t")
-        if not sep or not size.isdigit():
-            continue
+    for size, path in _du_records(stdout):
         while i < len(keys) and keys[i] != path:
             i += 1
         if i == len(keys):
             raise QuotaCommandError(f"{du_command} printed a path it was not given: {path!r}")
-        sizes[i] = int(size)
+        sizes[i] = size
         i += 1
     return sizes
 
@@ -294,15 +311,9 @@ async def parallel_du_scan(
             if remaining <= 0:
                 raise TimeoutError
             result = await runner([du_command, "-x", "-B1", "-0", "-s", "--", *paths], remaining)
-            # du exits 1 when some entries could not be read but still prints the totals.
-            if result.returncode not in (0, 1):
-                raise QuotaCommandError(
-                    f"{du_command} exited with status {result.returncode}: "
-                    f"{result.stderr.strip()[:300]}"
-                )
+            errors += _du_errors(result, du_command)
             for j, size in _parse_du_s(result.stdout, paths, du_command).items():
                 sizes[batch[j]] = size
-            errors += sum(1 for line in result.stderr.splitlines() if line.strip())
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(min(jobs, len(batches)))]
     try:
@@ -341,25 +352,16 @@ async def du_scan(
     root = await asyncio.to_thread(os.path.realpath, root)
     argv = [du_command, "-x", "-B1", "-0", "--max-depth=2", "--", root]
     result = await runner(argv, timeout)
-    # du exits 1 when some entries could not be read but still prints the totals.
-    if result.returncode not in (0, 1):
-        raise QuotaCommandError(
-            f"{du_command} exited with status {result.returncode}: {result.stderr.strip()[:300]}"
-        )
+    errors = _du_errors(result, du_command)
     total: int | None = None
     projects: dict[str, int] = {}
     projects_prefix = os.path.join(root, projects_dir) + "/"
-    for record in result.stdout.split("\0"):
-        size, sep, path = record.lstrip("\n").partition("\t")
-        if not sep or not size.isdigit():
-            continue
+    for size, path in _du_records(result.stdout):
         if path == root:
-            total = int(size)
+            total = size
         elif path.startswith(projects_prefix) and "/" not in path[len(projects_prefix) :]:
-            name = path[len(projects_prefix) :]
             # du lists symlinked directories nowhere, so only real project dirs appear.
-            projects[name] = int(size)
+            projects[path[len(projects_prefix) :]] = size
     if total is None:
         raise QuotaCommandError(f"{du_command} printed no total for {root}")
-    errors = sum(1 for line in result.stderr.splitlines() if line.strip())
     return ScanResult(used_bytes=total, files=0, errors=errors, projects=projects)
