@@ -342,10 +342,14 @@ def recorded_job(row: ComputeJobRecord, site: JobSite) -> Job:
         end_time=slurm_time_text(row.ended_at),
         comment=job_comment(site, row.user, row.project),
     )
-    finished = None
-    if row.final_state:
-        finished = FinishedJob(row.job_id, row.final_state, row.reason or "", row.exit_code or "")
-    return Job(entry, finished, live=False, institution=row.institution)
+    return Job(entry, recorded_end(row), live=False, institution=row.institution)
+
+
+def recorded_end(row: ComputeJobRecord) -> FinishedJob | None:
+    """How a recorded job ended; None while its end has not been seen."""
+    if row.final_state is None:
+        return None
+    return FinishedJob(row.job_id, row.final_state, row.reason or "", row.exit_code or "")
 
 
 def _newest_first(job: Job) -> int:
@@ -473,10 +477,8 @@ class ComputeJobs(LoggingConfigurable):
         institution = row.institution if row is not None else None
         if not entry.final:
             return Job(entry, None, live=True, institution=institution)
-        if row is not None and row.final_state is not None:
-            recorded = FinishedJob(
-                entry.job_id, row.final_state, row.reason or "", row.exit_code or ""
-            )
+        recorded = recorded_end(row) if row is not None else None
+        if recorded is not None:
             return Job(entry, recorded, live=True, institution=institution)
         finished = await self.finished(entry)
         if finished is not None and engine is not None:
