@@ -180,7 +180,7 @@ class Hub:
     def jobs(self) -> dict[str, dict[str, str]]:
         """This hub's jobs in the SLURM queue: ``{job_id: {user, state, comment}}``."""
         out = subprocess.run(
-            ["squeue", "-h", "-a", "-o", "%i|%u|%T|%k"],
+            ["squeue", "-h", "-a", "-o", "%i|%u|%T|%j|%k"],
             env=slurm_env(),
             capture_output=True,
             text=True,
@@ -189,10 +189,14 @@ class Hub:
         ).stdout
         jobs = {}
         for line in out.splitlines():
-            job_id, user, state, comment = line.split("|", 3)
-            if comment.startswith(f"scitex:hub={self.hub_id}:"):
+            job_id, user, state, name, comment = line.split("|", 4)
+            if self.owns_job(name, comment):
                 jobs[job_id] = {"user": user, "state": state, "comment": comment}
         return jobs
+
+    def owns_job(self, name: str, comment: str) -> bool:
+        """Whether a queued job (by its name and comment) is this hub's: its tag."""
+        return comment.startswith(f"scitex:hub={self.hub_id}:")
 
     def cancel_all_jobs(self) -> None:
         ids = list(self.jobs())
