@@ -1,5 +1,6 @@
 """`make bench`: every benchmark in turn (or those named: `python -m bench spawn`); each
-writes bench/results/<name>.json."""
+writes bench/results/<name>.json. Options go to the benchmarks named:
+`python -m bench spawn --rounds 3`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ BENCHMARKS = ["bench.spawn", "bench.slurm_rpc", "bench.quota_scan", "bench.git_s
 def main() -> int:
     failed = []
     # `python -m bench quota_scan` and `python -m bench bench.quota_scan` alike.
-    names = [n if n.startswith("bench.") else f"bench.{n}" for n in sys.argv[1:]]
+    args = sys.argv[1:]
+    options = args[next((i for i, a in enumerate(args) if a.startswith("-")), len(args)) :]
+    named = args[: len(args) - len(options)]
+    names = [n if n.startswith("bench.") else f"bench.{n}" for n in named]
     for name in names or BENCHMARKS:
         try:
             module = importlib.import_module(name)
@@ -21,7 +25,7 @@ def main() -> int:
             failed.append(name)
             continue
         try:
-            module.main([])
+            module.main(options)
         except Exception as e:  # one failing benchmark must not hide the others
             print(f"{name} failed: {e!r}")
             failed.append(name)
