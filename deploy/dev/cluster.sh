@@ -155,7 +155,6 @@ net_down() {
 
 # ---------------------------------------------------------------- config ----
 
-
 choose_plugins() {
   local reason
   case "$CGROUP_MODE" in
@@ -262,7 +261,6 @@ AllowedRAMSpace=100
 EOF
 }
 
-
 write_conf() {
   local n
   mkdir -p "$D/run" "$D/log" "$D/state"
@@ -280,9 +278,6 @@ write_conf() {
 
 # --------------------------------------------------------------- daemons ----
 
-
-
-
 tail_logs() {
   local f
   for f in "$CTLD_LOG" "$D"/log/slurmd-*.log; do
@@ -290,23 +285,6 @@ tail_logs() {
     printf '\n==> %s (last 15 lines) <==\n' "$f" >&2
     tail -n 15 "$f" >&2
   done
-}
-
-fail() {
-  log "ERROR: $*"
-  tail_logs
-  exit 1
-}
-
-
-start_slurmctld() {
-  local pid
-  if pid=$(alive "$CTLD_PID" slurmctld); then
-    log "slurmctld already running (pid $pid)"
-    return 0
-  fi
-  log "starting slurmctld ($CLUSTER, port $CTLD_PORT)"
-  slurmctld -f "$CONF" </dev/null >>"$CTLD_LOG" 2>&1 9>&- || fail "slurmctld did not start"
 }
 
 # start_slurmd NODE: inside the node's network namespace. nsenter --net, not
@@ -404,7 +382,7 @@ cmd_start() {
     stop_daemons
   fi
   start_munged
-  start_slurmctld
+  start_slurmctld "$CLUSTER, port $CTLD_PORT"
   for n in "${NODES[@]}"; do start_or_nudge_slurmd "$n"; done
   wait_for_nodes "${NODES[@]}"
   log "cluster $CLUSTER up in $((SECONDS - started)) s: $(sinfo -h -N -o '%N=%T' | tr '\n' ' ')"

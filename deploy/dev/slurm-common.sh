@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # What both dev SLURM clusters need (slurm.sh: the single node; cluster.sh: the
 # multi-node one): process checks, daemon stop, config writes, the cgroup probe,
-# and the one munged they share. Sourced after lib.sh; callers define fail().
+# slurmctld's start, and the one munged they share. Sourced after lib.sh; callers
+# define tail_logs() (the logs worth showing when a start fails) and CONF, CTLD_PID,
+# CTLD_LOG.
 
 # munged keeps Debian's default paths: clients (libmunge in sbatch, slurmstepd)
 # look for the socket there.
@@ -136,4 +138,22 @@ start_munged() {
     sleep 0.1
   done
   fail "munged does not answer on $MUNGE_RUN/munge.socket.2"
+}
+
+# fail MESSAGE: say it, show the caller's logs, stop.
+fail() {
+  log "ERROR: $*"
+  tail_logs
+  exit 1
+}
+
+# start_slurmctld [WHAT]: the caller's slurmctld (CONF, CTLD_PID, CTLD_LOG), unless it runs.
+start_slurmctld() {
+  local pid
+  if pid=$(alive "$CTLD_PID" slurmctld); then
+    log "slurmctld already running (pid $pid)"
+    return 0
+  fi
+  log "starting slurmctld${1:+ ($1)}"
+  slurmctld -f "$CONF" </dev/null >>"$CTLD_LOG" 2>&1 9>&- || fail "slurmctld did not start"
 }

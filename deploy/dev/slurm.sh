@@ -139,7 +139,6 @@ AllowedRAMSpace=100
 EOF
 }
 
-
 cmd_conf() {
   need_root
   mkdir -p "$D/run" "$D/log" "$D/spool" "$D/state"
@@ -157,8 +156,6 @@ cmd_conf() {
 
 # --------------------------------------------------------------- daemons ----
 
-
-
 tail_logs() {
   local f
   for f in "$MUNGE_LOG" "$CTLD_LOG" "$SLURMD_LOG"; do
@@ -166,24 +163,6 @@ tail_logs() {
     printf '\n==> %s (last 25 lines) <==\n' "$f" >&2
     tail -n 25 "$f" >&2
   done
-}
-
-fail() {
-  log "ERROR: $*"
-  tail_logs
-  exit 1
-}
-
-
-
-start_slurmctld() {
-  local pid
-  if pid=$(alive "$CTLD_PID" slurmctld); then
-    log "slurmctld already running (pid $pid)"
-    return 0
-  fi
-  log "starting slurmctld"
-  slurmctld -f "$CONF" </dev/null >>"$CTLD_LOG" 2>&1 9>&- || fail "slurmctld did not start"
 }
 
 start_slurmd() {
@@ -232,7 +211,7 @@ cgroup_fallback() {
   warn "falling back to proctrack/linuxproc + task/none (delete $CGROUP_FAILED to retry cgroup)"
   stop_daemon slurmctld "$CTLD_PID"
   cmd_conf
-  start_slurmctld
+  start_slurmctld "single node"
   start_slurmd || fail "slurmd did not start with proctrack/linuxproc either"
 }
 
@@ -292,7 +271,7 @@ cmd_start() {
     fi
   fi
   start_munged
-  start_slurmctld
+  start_slurmctld "single node"
   start_slurmd || cgroup_fallback || fail "slurmd did not start"
   if $was_running; then
     # Daemons that run keep their jobs; reconfigure reloads the rest.
@@ -302,7 +281,6 @@ cmd_start() {
   wait_for_node
   log "SLURM is up: node $NODE $(node_state); export SLURM_CONF=$CONF"
 }
-
 
 cmd_stop() {
   need_root
