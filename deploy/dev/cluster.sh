@@ -385,7 +385,7 @@ cmd_start() {
   start_slurmctld "$CLUSTER, port $CTLD_PORT"
   for n in "${NODES[@]}"; do start_or_nudge_slurmd "$n"; done
   wait_for_nodes "${NODES[@]}"
-  log "cluster $CLUSTER up in $((SECONDS - started)) s: $(sinfo -h -N -o '%N=%T' | tr '\n' ' ')"
+  log "cluster $CLUSTER up in $((SECONDS - started)) s: $(sinfo -h -N -o '%N=%T' | sort -u | tr '\n' ' ')"
   log "export SLURM_CONF=$CONF"
 }
 
