@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from .profiles import Profile
+from .profiles import Profile, ResolvedResources
 from .units import format_duration, format_size
 
 
@@ -24,11 +24,21 @@ def _field(profile_key: str, name: str, label: str, control: str, hint: str) -> 
     )
 
 
-def _profile_fields(key: str, profile: Profile) -> str:
+def _profile_fields(key: str, profile: Profile, previous: ResolvedResources | None) -> str:
+    """The adjustable fields of one profile, holding ``previous`` values (the user's
+    last valid choice of this profile) or else the profile's defaults."""
+    chosen = previous if previous is not None and previous.profile == key else None
+    partition = chosen.partition if chosen else profile.partitions[0]
+    cpus = chosen.cpus if chosen else profile.cpus.default
+    memory = chosen.memory_bytes if chosen else profile.memory.default
+    runtime = chosen.runtime_seconds if chosen else profile.runtime.default
+    gpus = chosen.gpus if chosen else profile.gpus.default
     parts = []
     if len(profile.partitions) > 1:
         options = "".join(
-            f'<option value="{escape(p)}">{escape(p)}</option>' for p in profile.partitions
+            f'<option value="{escape(p)}"{" selected" if p == partition else ""}>'
+            f"{escape(p)}</option>"
+            for p in profile.partitions
         )
         parts.append(
             _field(
@@ -48,7 +58,7 @@ def _profile_fields(key: str, profile: Profile) -> str:
                 "CPUs",
                 f'<input class="form-control" type="number" id="{{id}}" name="cpus" '
                 f'min="{profile.cpus.lowest}" max="{profile.cpus.highest}" '
-                f'value="{profile.cpus.default}" aria-describedby="{{id}}-hint">',
+                f'value="{cpus}" aria-describedby="{{id}}-hint">',
                 f"From {profile.cpus.lowest} to {profile.cpus.highest}.",
             )
         )
@@ -59,7 +69,7 @@ def _profile_fields(key: str, profile: Profile) -> str:
                 "memory",
                 "Memory",
                 f'<input class="form-control" type="text" id="{{id}}" name="memory" '
-                f'value="{escape(format_size(profile.memory.default))}" '
+                f'value="{escape(format_size(memory))}" '
                 f'pattern="[0-9]+ ?([KMGT]i?B?)?" aria-describedby="{{id}}-hint">',
                 f"From {format_size(profile.memory.lowest)} to "
                 f"{format_size(profile.memory.highest)}, e.g. 2GiB.",
@@ -72,7 +82,7 @@ def _profile_fields(key: str, profile: Profile) -> str:
                 "runtime",
                 "Time limit",
                 f'<input class="form-control" type="text" id="{{id}}" name="runtime" '
-                f'value="{escape(format_duration(profile.runtime.default))}" '
+                f'value="{escape(format_duration(runtime))}" '
                 f'pattern="([0-9]+-)?[0-9]+:[0-9]{{2}}:[0-9]{{2}}" aria-describedby="{{id}}-hint">',
                 f"From {format_duration(profile.runtime.lowest)} to "
                 f"{format_duration(profile.runtime.highest)} (HH:MM:SS).",
@@ -86,7 +96,7 @@ def _profile_fields(key: str, profile: Profile) -> str:
                 "GPUs",
                 f'<input class="form-control" type="number" id="{{id}}" name="gpus" '
                 f'min="{profile.gpus.lowest}" max="{profile.gpus.highest}" '
-                f'value="{profile.gpus.default}" aria-describedby="{{id}}-hint">',
+                f'value="{gpus}" aria-describedby="{{id}}-hint">',
                 f"From {profile.gpus.lowest} to {profile.gpus.highest}.",
             )
         )
@@ -99,11 +109,16 @@ def render_options_form(
     *,
     institution_name: str,
     notices: Sequence[str] = (),
+    previous: ResolvedResources | None = None,
 ) -> str:
     """HTML for JupyterHub's spawn page. Adjustable fields belong to their profile's
     fieldset, which is disabled unless that profile is chosen, so only the chosen
-    profile's values are posted."""
+    profile's values are posted. ``previous``: the user's last choice, already
+    validated against today's profiles; it is preselected and its values filled in."""
     usable = [name for name in allowed if name in profiles]
+    selected = previous.profile if previous is not None and previous.profile in usable else None
+    if selected is None and usable:
+        selected = usable[0]
     out = ['<div class="scitex-options">']
     for notice in notices:
         out.append(f'<div class="alert alert-warning" role="status">{escape(notice)}</div>')
@@ -112,9 +127,9 @@ def render_options_form(
         "Your server runs as a SLURM job on the cluster.</p>"
     )
     out.append("<fieldset><legend>Profile</legend>")
-    for index, name in enumerate(usable):
+    for name in usable:
         profile = profiles[name]
-        checked = " checked" if index == 0 else ""
+        checked = " checked" if name == selected else ""
         ident = f"scitex-profile-{escape(name)}"
         out.append(
             f'<div class="form-check">'
@@ -124,7 +139,8 @@ def render_options_form(
             f'<div id="{ident}-desc" class="form-text text-muted">'
             f"{escape(profile.description)}</div>"
             f'<fieldset class="scitex-profile-fields" data-profile="{escape(name)}"'
-            f"{'' if index == 0 else ' disabled'}>{_profile_fields(name, profile)}</fieldset>"
+            f"{'' if name == selected else ' disabled'}>"
+            f"{_profile_fields(name, profile, previous)}</fieldset>"
             f"</div>"
         )
     out.append("</fieldset>")

@@ -367,8 +367,24 @@ class SciTeXSpawner(SlurmSpawner):
                 "SLURM job, with the node's software."
             )
         return render_options_form(
-            self.profiles, institution.profiles, institution_name=institution.name, notices=notices
+            self.profiles,
+            institution.profiles,
+            institution_name=institution.name,
+            notices=notices,
+            previous=self.previous_choice(institution),
         )
+
+    def previous_choice(self, institution: Institution) -> ResolvedResources | None:
+        """The user's last options (JupyterHub keeps them), if today's profiles still
+        allow them; a choice the admin has since narrowed is not offered again."""
+        if not self.user_options:
+            return None
+        try:
+            return resolve_user_options(
+                self.user_options, self.profiles, institution.profiles, institution.slurm_account
+            )
+        except UserOptionsError:
+            return None
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         """Form fields arrive as lists of strings; give them the REST shape.

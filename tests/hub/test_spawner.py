@@ -231,3 +231,22 @@ def test_jobs_are_never_requeued() -> None:
     spawner = make_spawner()
     spawner.get_env = lambda: {"JUPYTERHUB_API_TOKEN": "t"}  # type: ignore[method-assign]
     assert spawner.job_environment()["SBATCH_NO_REQUEUE"] == "1"
+
+
+def test_previous_choice_is_the_last_options_when_still_allowed() -> None:
+    spawner = make_spawner()
+    spawner.user_options = {"profile": "small", "cpus": 2, "runtime": "03:00:00"}
+    institution = spawner.institutions["demo-u"]
+    previous = spawner.previous_choice(institution)
+    assert previous is not None
+    assert (previous.profile, previous.cpus, previous.runtime_seconds) == ("small", 2, 3 * 3600)
+    assert 'value="2"' in spawner.render_options_form()
+
+
+def test_previous_choice_outside_todays_ranges_is_dropped() -> None:
+    spawner = make_spawner()
+    # The admin has since lowered the maximum to 2 CPUs: the old choice is not offered.
+    spawner.user_options = {"profile": "small", "cpus": 4}
+    assert spawner.previous_choice(spawner.institutions["demo-u"]) is None
+    spawner.user_options = {}
+    assert spawner.previous_choice(spawner.institutions["demo-u"]) is None
