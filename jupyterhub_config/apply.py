@@ -148,14 +148,33 @@ def apply_auth(c: Any, settings: Settings) -> None:
     )
 
 
-# The custom scope our own service and extension check for institution-admin
-# actions (quota, projects, jobs of other users), always with a !group= filter.
+# The custom scope our own service checks for admin actions (quota, usage, spawn records
+# of other users): with a !group=<institution> filter for institution admins
+# (apply_roles), unfiltered for the hub's admins (apply_services). The service reads it
+# from the calling token's scopes, never from the caller's name.
 SCITEX_ADMIN_SCOPE = "custom:scitex:admin"
 # Compute jobs through the scitex service (docs/jobs.md): granted to every user's role and
 # requested for each notebook server's token, which submits on the user's behalf.
 SCITEX_JOBS_SCOPE = "custom:scitex:jobs"
 # JupyterHub 6's default server-token scopes (its "server" role), kept as they are.
+# Never SCITEX_ADMIN_SCOPE: code in a notebook reads its server's token.
 DEFAULT_SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
+SCITEX_CUSTOM_SCOPES = {
+    SCITEX_ADMIN_SCOPE: {
+        "description": "Administer SciTeX resources (quota, projects, jobs) of users, "
+        "limited by a !group=<institution> filter",
+    },
+    SCITEX_JOBS_SCOPE: {
+        "description": "Submit, list and cancel one's own compute jobs through the scitex "
+        "service (held by notebook servers' tokens, with a !user filter)",
+    },
+}
+
+
+def _define_custom_scopes(c: Any) -> None:
+    """Our custom scopes, added to those other parts of the config define."""
+    existing = dict(c.JupyterHub.custom_scopes) if "custom_scopes" in c.JupyterHub else {}
+    c.JupyterHub.custom_scopes = {**existing, **SCITEX_CUSTOM_SCOPES}
 
 
 def institution_admin_role(institution: str, admins: list[str]) -> dict[str, Any]:
@@ -187,16 +206,7 @@ def apply_roles(c: Any, settings: Settings) -> None:
     JupyterHub makes each role's member list exactly this on every start, so
     removing an admin from the site file revokes the role.
     """
-    existing_scopes = dict(c.JupyterHub.custom_scopes) if "custom_scopes" in c.JupyterHub else {}
-    existing_scopes[SCITEX_ADMIN_SCOPE] = {
-        "description": "Administer SciTeX resources (quota, projects, jobs) of users, "
-        "limited by a !group=<institution> filter",
-    }
-    existing_scopes[SCITEX_JOBS_SCOPE] = {
-        "description": "Submit, list and cancel one's own compute jobs through the scitex "
-        "service (held by notebook servers' tokens, with a !user filter)",
-    }
-    c.JupyterHub.custom_scopes = existing_scopes
+    _define_custom_scopes(c)
     roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
     for key, institution in settings.institutions.items():
         if institution.admins:
@@ -239,6 +249,10 @@ def apply_spawner(c: Any, settings: Settings) -> None:
 
 SERVICE_NAME = "scitex"
 SERVICE_ROLE = "scitex-service"
+# The hub's admins (hub.admin_users) as admins of the service: SCITEX_ADMIN_SCOPE unfiltered.
+# A role of its own: extending JupyterHub's "admin" role in load_roles would make its
+# membership a static list and clear the services that hold it.
+HUB_ADMIN_ROLE = "scitex-hub-admin"
 # What the service asks the hub's API: who a user is and which institution (group).
 SERVICE_SCOPES = ("list:users", "read:users", "list:groups", "read:groups")
 _SITE_VARIABLE_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
@@ -307,19 +321,22 @@ def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None
             "environment": environment,
             # Our own service: no "authorize this application" page.
             "oauth_no_confirm": True,
-            # Its OAuth tokens only identify the user (and carry institution-admin
-            # rights, which the service checks itself).
-            "oauth_client_allowed_scopes": [],
+            # A browser's OAuth token for the service carries the part of the admin
+            # scope its user holds (JupyterHub intersects: nothing for a researcher,
+            # !group=<id> for an institution admin, all of it for a hub admin); the
+            # service decides by that scope alone.
+            "oauth_client_allowed_scopes": [SCITEX_ADMIN_SCOPE],
             "display": True,
             "info": {"description": "Storage quotas, usage and spawn records"},
         }
     )
     c.JupyterHub.services = services
 
+    _define_custom_scopes(c)  # the OAuth client above names one
     roles = [
         dict(r)
         for r in (list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else [])
-        if r.get("name") != SERVICE_ROLE
+        if r.get("name") not in (SERVICE_ROLE, HUB_ADMIN_ROLE)
     ]
     roles.append(
         {
@@ -327,6 +344,16 @@ def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None
             "description": "The scitex hub service: look up users and institutions",
             "scopes": list(SERVICE_SCOPES),
             "services": [SERVICE_NAME],
+        }
+    )
+    # JupyterHub makes the members exactly this list at every start: removing a name from
+    # hub.admin_users revokes it.
+    roles.append(
+        {
+            "name": HUB_ADMIN_ROLE,
+            "description": "Administer every institution in the scitex service",
+            "scopes": [SCITEX_ADMIN_SCOPE],
+            "users": sorted(settings.hub.admin_users),
         }
     )
     # Every user may reach the service (it decides what each one sees).

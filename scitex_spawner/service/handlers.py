@@ -1,11 +1,16 @@
 """The service's JSON API under ``/services/scitex/``.
 
-Who sees what: hub admins everything; an institution admin (a name in
-``institutions.<id>.admins`` of the site file) their institutions only; anyone else gets
-403 on the admin endpoints (a user may read their own quota and spawn records).
-Callers authenticate with a JupyterHub token (``Authorization: token ...``) or with the
-OAuth cookie a browser gets by visiting ``/services/scitex/``. Database work runs in
-worker threads.
+Who sees what is decided by the scopes of the token that calls, never by the caller's
+name: ``custom:scitex:admin`` (unfiltered, the role ``scitex-hub-admin`` of the hub's
+admins) sees everything; ``custom:scitex:admin!group=<id>`` (the role
+``scitex-admin-<id>`` of the institution's admins) that institution only; anyone else
+gets 403 on the admin endpoints (a user may read their own quota and spawn records).
+So a token of an admin that lacks the scope (her notebook server's, a narrow one she
+made) has no admin power here. Callers authenticate with a JupyterHub token
+(``Authorization: token ...``) or with the OAuth cookie a browser gets by visiting
+``/services/scitex/`` (the service's OAuth client asks for the scope: the token the hub
+issues then carries whatever part of it the user holds). Database work runs in worker
+threads.
 """
 
 from __future__ import annotations
@@ -28,11 +33,26 @@ from ..db.models import MAX_BYTES, QuotaOverride, SpawnRecord
 from ..institutions import USERNAME_RE, Institution, InstitutionDirectory
 from .hubapi import HubAPIError, HubDirectory
 
-__all__ = ["Caller", "ServiceContext", "api_handlers"]
+__all__ = ["Caller", "ServiceContext", "admin_rights", "api_handlers"]
 
 MAX_SPAWNS = 500
-# The custom scope of institution admins (jupyterhub_config.apply.apply_roles).
+# The custom scope of admins (jupyterhub_config.apply): unfiltered for the hub's admins,
+# with !group=<institution> for an institution's admins.
 ADMIN_SCOPE = "custom:scitex:admin"
+GROUP_FILTER = "!group="
+
+
+def admin_rights(scopes: Iterable[str]) -> frozenset[str] | None:
+    """The institutions ``custom:scitex:admin`` in a token's scopes grants: ``None`` for
+    all (unfiltered), else those of its ``!group=`` filters (empty: none). Any other
+    filter (``!user=``, ``!server=``) grants nothing here."""
+    groups = set()
+    for scope in scopes:
+        if scope == ADMIN_SCOPE:
+            return None
+        if scope.startswith(ADMIN_SCOPE + GROUP_FILTER):
+            groups.add(scope[len(ADMIN_SCOPE + GROUP_FILTER) :])
+    return frozenset(groups)
 
 
 class APIError(web.HTTPError):
@@ -125,20 +145,12 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         if model.get("kind", "user") != "user":
             # A service's token: no admin rights here.
             return Caller(name, "user", ())
-        if model.get("admin"):
+        # The token's scopes only: the hub's "admin" flag and the site file's admin lists
+        # say who the person is, not what this token (perhaps her notebook server's) may do.
+        rights = admin_rights(model.get("scopes", []))
+        if rights is None:
             return Caller(name, "hub-admin", None)
-        # The site file's institutions.<id>.admins, and whoever the hub's RBAC gives
-        # custom:scitex:admin!group=<id> (apply_roles grants it to those same admins).
-        granted = {
-            scope.partition("!group=")[2]
-            for scope in model.get("scopes", [])
-            if scope.startswith(ADMIN_SCOPE + "!group=")
-        }
-        administers = tuple(
-            key
-            for key, inst in self.context.institutions.items()
-            if name in inst.admins or key in granted
-        )
+        administers = tuple(key for key in self.context.institutions if key in rights)
         if administers:
             return Caller(name, "institution-admin", administers)
         return Caller(name, "user", ())
@@ -148,8 +160,8 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         if caller.role == "user":
             raise APIError(
                 403,
-                f"{caller.name} is neither a hub admin nor an institution admin: "
-                "this endpoint is for administrators",
+                f"{caller.name} is neither a hub admin nor an institution admin by this "
+                f"token (it lacks the scope {ADMIN_SCOPE}): this endpoint is for administrators",
             )
         return caller
 
@@ -280,8 +292,9 @@ class UserQuotaHandler(APIHandler):
         if caller.role == "user" and not (reading and name == caller.name):
             raise APIError(
                 403,
-                f"{caller.name} is neither a hub admin nor an institution admin: only "
-                "they can " + ("read other users' quotas" if reading else "change quotas"),
+                f"{caller.name} is neither a hub admin nor an institution admin by this "
+                f"token (it lacks the scope {ADMIN_SCOPE}): only they can "
+                + ("read other users' quotas" if reading else "change quotas"),
             )
         model = await self.hub_user(name)
         if model is None:

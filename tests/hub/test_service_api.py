@@ -23,7 +23,7 @@ from scitex_spawner.db import store as db
 from scitex_spawner.db.engine import dispose_engine
 from scitex_spawner.institutions import Institution
 from scitex_spawner.service.app import make_app
-from scitex_spawner.service.handlers import ServiceContext
+from scitex_spawner.service.handlers import ServiceContext, admin_rights
 from scitex_spawner.service.hubapi import HubDirectory
 from tests.e2e.hubprocess import free_port
 from tests.hub.dbhelpers import sqlite_url
@@ -49,12 +49,39 @@ def identity(name: str, scopes: tuple[str, ...] = (ACCESS,)) -> dict[str, Any]:
     return {"kind": "user", **USERS[name], "scopes": list(scopes)}
 
 
+ADMIN = "custom:scitex:admin"
+# The admin scope the hub's roles give (apply_roles, apply_services): whole to the hub's
+# admins, per institution to an institution's admins. A token that inherits its user's
+# scopes, or a browser's OAuth token for the service, carries it.
+ROLE_SCOPES = {
+    "admin": (ADMIN,),
+    "bob": (f"{ADMIN}!group=demo-u",),
+    "erin": (f"{ADMIN}!group=other-u",),
+}
 # What the hub answers when the service checks a token.
-TOKENS: dict[str, dict[str, Any]] = {f"t-{name}": identity(name) for name in USERS}
+TOKENS: dict[str, dict[str, Any]] = {
+    f"t-{name}": identity(name, scopes=(ACCESS, *ROLE_SCOPES.get(name, ()))) for name in USERS
+}
 TOKENS["t-noaccess"] = identity("alice", scopes=("read:users:name!user=alice",))
-# Granted institution-admin rights through the hub's RBAC instead of the site file.
-TOKENS["t-dave-rbac"] = identity("dave", scopes=(ACCESS, "custom:scitex:admin!group=other-u"))
+# Granted institution-admin rights through the hub's RBAC, whatever the site file says.
+TOKENS["t-dave-rbac"] = identity("dave", scopes=(ACCESS, f"{ADMIN}!group=other-u"))
 TOKENS["t-service"] = {"kind": "service", "name": "other-service", "scopes": [ACCESS]}
+TOKENS["t-service-admin"] = {"kind": "service", "name": "other", "scopes": [ACCESS, ADMIN]}
+# Admins' tokens without the scope: their notebook servers' (apply_services'
+# server_token_scopes), and narrow ones they made. The hub still says "admin": true of
+# the hub admin and bob is still in the site file's admins of demo-u.
+SERVER_SCOPES = (
+    "users:activity!user=x",
+    "access:servers!server=x/",
+    "custom:scitex:jobs!user=x",
+    ACCESS,
+)
+TOKENS["t-admin-server"] = identity("admin", scopes=SERVER_SCOPES)
+TOKENS["t-bob-server"] = identity("bob", scopes=SERVER_SCOPES)
+TOKENS["t-bob-narrow"] = identity("bob", scopes=(ACCESS, "read:users:name!user=bob"))
+# Filters other than !group= grant nothing; unknown institutions neither.
+TOKENS["t-bob-one-user"] = identity("bob", scopes=(ACCESS, f"{ADMIN}!user=alice"))
+TOKENS["t-bob-elsewhere"] = identity("bob", scopes=(ACCESS, f"{ADMIN}!group=nowhere"))
 
 
 class TableHubAuth(HubOAuth):
@@ -170,6 +197,62 @@ async def test_index_says_who_you_are(base_url: str) -> None:
         ],
     }
     assert (await call(base_url, "GET", "", "t-carol"))[1]["role"] == "user"
+
+
+@pytest.mark.parametrize(
+    "scopes,rights",
+    [
+        ([ACCESS], frozenset()),
+        ([ACCESS, ADMIN], None),
+        ([f"{ADMIN}!group=demo-u", ADMIN], None),
+        ([f"{ADMIN}!group=demo-u", f"{ADMIN}!group=other-u"], {"demo-u", "other-u"}),
+        ([f"{ADMIN}!user=alice", f"{ADMIN}!server=alice/", f"{ADMIN}x"], frozenset()),
+        (["custom:scitex:jobs!user=bob", "admin:users", "admin-ui"], frozenset()),
+    ],
+)
+def test_admin_rights_are_read_from_the_scopes(
+    scopes: list[str], rights: frozenset[str] | None
+) -> None:
+    assert admin_rights(scopes) == rights
+
+
+@pytest.mark.parametrize(
+    "token,role,institutions",
+    [
+        ("t-admin", "hub-admin", ["demo-u", "other-u"]),
+        ("t-bob", "institution-admin", ["demo-u"]),
+        ("t-dave-rbac", "institution-admin", ["other-u"]),
+        # The same people's tokens without the scope: no admin power.
+        ("t-admin-server", "user", []),
+        ("t-bob-server", "user", []),
+        ("t-bob-narrow", "user", []),
+        ("t-bob-one-user", "user", []),
+        ("t-bob-elsewhere", "user", []),
+        ("t-service-admin", "user", []),
+        ("t-alice", "user", []),
+    ],
+)
+async def test_admin_rights_come_from_the_tokens_scopes_only(
+    base_url: str, token: str, role: str, institutions: list[str]
+) -> None:
+    status, body = await call(base_url, "GET", "", token)
+    assert status == 200
+    assert (body["role"], body["institutions"]) == (role, institutions)
+    status, body = await call(base_url, "GET", "api/usage", token)
+    if role == "user":
+        name = TOKENS[token]["name"]
+        assert (status, body["message"]) == (
+            403,
+            f"{name} is neither a hub admin nor an institution admin by this token (it lacks "
+            "the scope custom:scitex:admin): this endpoint is for administrators",
+        )
+        status, body = await call(
+            base_url, "PUT", "api/users/alice/quota", token, {"limit_bytes": 1}
+        )
+        assert status == 403 and "lacks the scope custom:scitex:admin" in body["message"]
+    else:
+        assert status == 200
+        assert [i["id"] for i in body["institutions"]] == institutions
 
 
 # ---- usage -----------------------------------------------------------------------------

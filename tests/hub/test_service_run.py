@@ -68,7 +68,8 @@ def test_apply_services_registers_the_managed_service(tmp_path: Path) -> None:
                 "SCITEX_DB_URL": "postgresql+psycopg://hub:pw@db/hub",
             },
             "oauth_no_confirm": True,
-            "oauth_client_allowed_scopes": [],
+            # A browser's token for the service carries the admin scope its user holds.
+            "oauth_client_allowed_scopes": ["custom:scitex:admin"],
             "display": True,
             "info": {"description": "Storage quotas, usage and spawn records"},
         }
@@ -81,10 +82,20 @@ def test_apply_services_registers_the_managed_service(tmp_path: Path) -> None:
             "services": ["scitex"],
         },
         {
+            "name": "scitex-hub-admin",
+            "description": "Administer every institution in the scitex service",
+            "scopes": ["custom:scitex:admin"],
+            "users": ["admin"],
+        },
+        {
             "name": "user",
             "scopes": ["self", "access:services!service=scitex", "custom:scitex:jobs!user"],
         },
     ]
+    # Defined here too: the hub refuses a client that names an undefined scope.
+    assert "custom:scitex:admin" in c.JupyterHub.custom_scopes
+    # The notebook server's token never carries the admin scope (code in a notebook reads it).
+    assert not [s for s in c.Spawner.server_token_scopes if s.startswith("custom:scitex:admin")]
     assert c.SqlSpawnStore.db_url == "postgresql+psycopg://hub:pw@db/hub"
     # The database URL travels in the environment, never on the command line.
     assert all("pw@" not in word for word in c.JupyterHub.services[0]["command"])
@@ -106,11 +117,12 @@ def test_apply_services_adds_to_what_is_there() -> None:
         "access:services!service=scitex",
         "custom:scitex:jobs!user",
     ]
-    assert set(roles) == {"user", "scitex-admin-demo-u", "scitex-service"}
+    assert set(roles) == {"user", "scitex-admin-demo-u", "scitex-service", "scitex-hub-admin"}
     # Applying twice (a config reloaded) does not duplicate anything.
     apply_services(c, parse_settings(DEMO), {})
     assert [s["name"] for s in c.JupyterHub.services] == ["cull-idle", "scitex"]
     assert [r["name"] for r in c.JupyterHub.load_roles].count("scitex-service") == 1
+    assert [r["name"] for r in c.JupyterHub.load_roles].count("scitex-hub-admin") == 1
     assert roles["user"]["scopes"].count("access:services!service=scitex") == 1
 
 
