@@ -66,13 +66,23 @@ def require_executable(path: str, what: str) -> None:
         missing(what, f"{path} is missing")
 
 
-def demo_password() -> str:
-    password = os.environ.get("SCITEX_DEMO_PASSWORD")
+def _password(variable: str, file: str) -> str:
+    password = os.environ.get(variable)
     if password:
         return password
     try:
-        with open(os.path.join(DEV_DIR, "demo-password")) as f:
+        with open(os.path.join(DEV_DIR, file)) as f:
             return f.read().strip()
     except OSError:
-        missing("demo users", "no SCITEX_DEMO_PASSWORD and no demo-password file (run users.sh)")
+        missing("demo users", f"no {variable} and no {file} file (run deploy/dev/users.sh)")
         raise  # unreachable: missing() raises
+
+
+def demo_password() -> str:
+    """The demo researchers' password (alice, bob, carol, dave, erin)."""
+    return _password("SCITEX_DEMO_PASSWORD", "demo-password")
+
+
+def demo_admin_password() -> str:
+    """The hub admin's (``admin``) password: its own, never the researchers'."""
+    return _password("SCITEX_DEMO_ADMIN_PASSWORD", "demo-admin-password")

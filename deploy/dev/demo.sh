@@ -57,13 +57,21 @@ start() {
       die "JupyterHub did not answer on $URL; see $LOG_FILE"
     }
   fi
-  local password
-  password="${SCITEX_DEMO_PASSWORD:-$(cat "$SCITEX_DEV_DIR/demo-password" 2>/dev/null || true)}"
-  cat <<EOF
+  printf '\n  SciTeX Hub demo is running: %s\n' "$URL"
+  accounts
+}
 
-  SciTeX Hub demo is running: $URL
-  Sign in as alice or bob (Demo University), carol (Other University), or admin (hub admin).
-  Password: ${password:-<set SCITEX_DEMO_PASSWORD>}
+# Who signs in with which password. users.sh keeps each in its 0600 file; the admin's is
+# never the researchers'.
+accounts() {
+  local password admin_password
+  password="${SCITEX_DEMO_PASSWORD:-$(cat "$SCITEX_DEV_DIR/demo-password" 2>/dev/null || true)}"
+  admin_password="${SCITEX_DEMO_ADMIN_PASSWORD:-$(cat "$SCITEX_DEV_DIR/demo-admin-password" 2>/dev/null || true)}"
+  cat <<EOF
+  Researchers: alice, bob (Demo University), carol (Other University)
+  Researchers' password: ${password:-<run make users, or set SCITEX_DEMO_PASSWORD>}
+  Hub admin: admin
+  Admin's password: ${admin_password:-<run make users, or set SCITEX_DEMO_ADMIN_PASSWORD>}
   Hub log: $LOG_FILE        Stop everything: make demo-down
 
 EOF
@@ -107,5 +115,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) die "usage: $0 start|stop|status" ;;
+  accounts) accounts ;;
+  *) die "usage: $0 start|stop|status|accounts" ;;
 esac

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Create the demo Unix users (idempotent): alice, bob, carol, admin, plus the
-# spare test users dave and erin, all with one demo password.
+# Create the demo Unix users (idempotent): the researchers alice, bob, carol (and the
+# spare test researchers dave and erin), and the hub admin `admin`.
 #
-# The password is $SCITEX_DEMO_PASSWORD when set, else the one stored in
-# $SCITEX_DEV_DIR/demo-password (generated on the first run). The file always
-# holds the password the users have now (mode 0600), so tests can read it.
+# Two passwords, never the same, so that a researcher's password never signs in as admin:
+# - researchers: $SCITEX_DEMO_PASSWORD when set, else the one stored in
+#   $SCITEX_DEV_DIR/demo-password (generated on the first run);
+# - the hub admin: $SCITEX_DEMO_ADMIN_PASSWORD when set, else the one stored in
+#   $SCITEX_DEV_DIR/demo-admin-password (generated on the first run, and again if it
+#   equals the researchers').
+# Each file always holds the password its users have now (mode 0600), so tests can read
+# them. Both are printed, each on its own line.
 #
 # Usage: users.sh
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-USERS=(alice bob carol admin dave erin)
+RESEARCHERS=(alice bob carol dave erin)
+ADMINS=(admin)
 PASSWORD_FILE="$SCITEX_DEV_DIR/demo-password"
+ADMIN_PASSWORD_FILE="$SCITEX_DEV_DIR/demo-admin-password"
 
 need_root
 
@@ -23,6 +30,15 @@ gen_password() {
     pw+=$(head -c 128 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
   done
   printf '%s' "${pw:0:20}"
+}
+
+# Keep a file in step with what its users get (mode 0600); written only when it differs.
+store() {
+  local file=$1 value=$2
+  if [[ ! -f $file || $(<"$file") != "$value" ]]; then
+    (umask 077 && printf '%s\n' "$value" >"$file")
+  fi
+  chmod 0600 "$file"
 }
 
 mkdir -p "$SCITEX_DEV_DIR"
@@ -36,13 +52,26 @@ else
   password=$(gen_password)
   source_note="generated"
 fi
-# Keep the file in step with what the users get; written only when it differs.
-if [[ ! -f $PASSWORD_FILE || $(<"$PASSWORD_FILE") != "$password" ]]; then
-  (umask 077 && printf '%s\n' "$password" >"$PASSWORD_FILE")
-fi
-chmod 0600 "$PASSWORD_FILE"
 
-for u in "${USERS[@]}"; do
+if [[ -n ${SCITEX_DEMO_ADMIN_PASSWORD:-} ]]; then
+  [[ $SCITEX_DEMO_ADMIN_PASSWORD != "$password" ]] ||
+    die "SCITEX_DEMO_ADMIN_PASSWORD equals the researchers' password: a researcher's password must never sign in as admin; choose another"
+  admin_password=$SCITEX_DEMO_ADMIN_PASSWORD
+  admin_note="from SCITEX_DEMO_ADMIN_PASSWORD"
+elif [[ -s $ADMIN_PASSWORD_FILE && $(<"$ADMIN_PASSWORD_FILE") != "$password" ]]; then
+  admin_password=$(<"$ADMIN_PASSWORD_FILE")
+  admin_note="reused"
+else
+  # First run, or a stored one that now equals the researchers' (SCITEX_DEMO_PASSWORD
+  # chosen equal to it): a new one of its own.
+  admin_password=$(gen_password)
+  while [[ $admin_password == "$password" ]]; do admin_password=$(gen_password); done
+  admin_note="generated"
+fi
+store "$PASSWORD_FILE" "$password"
+store "$ADMIN_PASSWORD_FILE" "$admin_password"
+
+for u in "${RESEARCHERS[@]}" "${ADMINS[@]}"; do
   if id -u "$u" >/dev/null 2>&1; then
     log "user $u exists"
   else
@@ -56,10 +85,14 @@ for u in "${USERS[@]}"; do
   fi
 done
 
-# Set every time: cheap, and it repairs a password changed by hand.
-for u in "${USERS[@]}"; do
-  printf '%s:%s\n' "$u" "$password"
-done | chpasswd
+# Set every time: cheap, it repairs a password changed by hand, and it moves an admin
+# that had the researchers' password (older demos) to its own. chpasswd reads stdin:
+# the passwords never appear on a command line.
+{
+  for u in "${RESEARCHERS[@]}"; do printf '%s:%s\n' "$u" "$password"; done
+  for u in "${ADMINS[@]}"; do printf '%s:%s\n' "$u" "$admin_password"; done
+} | chpasswd
 
-log "demo users: ${USERS[*]}"
-log "demo password ($source_note; in $PASSWORD_FILE): $password"
+log "demo users: researchers ${RESEARCHERS[*]}; hub admin ${ADMINS[*]}"
+log "researchers' password ($source_note; in $PASSWORD_FILE): $password"
+log "admin's password ($admin_note; in $ADMIN_PASSWORD_FILE): $admin_password"

@@ -18,7 +18,7 @@ import pytest
 
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import REPO, Hub, HubUser, new_hub
-from tests.services import DEV_DIR, slurm_env
+from tests.services import DEV_DIR, demo_admin_password, slurm_env
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +120,7 @@ def test_controller_down_for_30_s_keeps_servers(hub: Hub, alice: HubUser, passwo
             assert user.api("GET", f"/user/{user.name}/api/status").status_code == 200
         assert hub.log_text().count("SLURM did not answer") > errors_before
         # ...and counted where monitoring sees it.
-        admin = signed_in(hub, "admin", password)
+        admin = signed_in(hub, "admin", demo_admin_password())
         assert metric(admin.api("GET", "/hub/metrics").text, "scitex_queue_poll_errors_total") > 0
     finally:
         slurm_sh("start")
@@ -160,7 +160,7 @@ def test_scancel_from_outside_stops_the_server_and_keeps_the_reason(
     # Noticed within about one poll interval (plus the job's shutdown and the
     # hub's own poll of the spawner, both at the same interval).
     assert time.monotonic() - cancelled_at <= 2 * POLL + 5
-    admin = signed_in(hub, "admin", password)
+    admin = signed_in(hub, "admin", demo_admin_password())
     model = admin.api("GET", "/hub/api/users/alice?include_stopped_servers=1").json()
     assert "cancelled" in model["servers"][""]["state"]["exit_reason"]
     # alice sees why on her next visit to the spawn page.

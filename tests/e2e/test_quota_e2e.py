@@ -24,6 +24,7 @@ import pytest
 from scitex_quota import format_bytes
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, HubUser, job_ids_of, new_hub
+from tests.services import demo_admin_password
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +92,7 @@ def server_quota(user: HubUser) -> dict[str, Any]:
 
 
 def test_quota_from_writing_to_507_and_cleanup(hub: Hub, password: str) -> None:
-    admin = signed_in(hub, "admin", password)
+    admin = signed_in(hub, "admin", demo_admin_password())
     alice = signed_in(hub, "alice", password)
     bob = signed_in(hub, "bob", password)
     carol = signed_in(hub, "carol", password)

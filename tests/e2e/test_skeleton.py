@@ -12,6 +12,7 @@ import requests
 
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, HubUser, cmdlines, job_ids_of, read_environ, server_pids
+from tests.services import demo_admin_password
 
 pytestmark = pytest.mark.e2e
 
@@ -142,7 +143,7 @@ def test_user_without_institution_is_refused(hub: Hub, password: str) -> None:
     assert r.status_code == 403
     assert "no institution" in r.text
     # Nothing was created for dave: no hub user, no data directory.
-    admin = signed_in(hub, "admin", password)
+    admin = signed_in(hub, "admin", demo_admin_password())
     assert admin.api("GET", "/hub/api/users/dave").status_code == 404
     assert not list((hub.root / "data").glob("*/dave"))
 
@@ -231,7 +232,7 @@ def test_metrics_on_the_hub(hub: Hub, alice: HubUser, password: str) -> None:
     if not alice.server_model().get("ready"):
         alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
         alice.wait_ready()
-    admin = signed_in(hub, "admin", password)
+    admin = signed_in(hub, "admin", demo_admin_password())
     r = admin.api("GET", "/hub/metrics")
     assert r.status_code == 200, r.text
     text = r.text

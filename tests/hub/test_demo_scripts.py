@@ -1,10 +1,15 @@
-"""The demo site's profiles, rendered: each batch script asserted by exact equality.
+"""The demo site's profiles, rendered: each batch script asserted by exact equality; and the
+demo's accounts (users.sh): the researchers' password and the hub admin's, never the same.
 
 A change to what a profile puts in a job shows up here, reviewed, before it reaches a cluster.
 """
 
 from __future__ import annotations
 
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +18,7 @@ import yaml
 from jupyterhub_config.settings import DEFAULT_CONFIG, expand_env, parse_settings
 from scitex_spawner import SciTeXSpawner
 from scitex_spawner.script import render_batch_script
+from tests.services import require_root
 
 SETTINGS = parse_settings(
     yaml.safe_load(
@@ -168,3 +174,156 @@ def test_demo_profile_renders_exactly(profile: str, runtime: str) -> None:
     resources = spawner.resolve_resources({"profile": profile})
     spec = spawner.build_job_spec(institution, resources, runtime, env_names=ENV_NAMES)
     assert render_batch_script(spec) == EXPECTED[(profile, runtime)]
+
+
+# ---- demo accounts (deploy/dev/users.sh, demo.sh accounts) ---------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+# Stand-ins for the account tools: users.sh runs for real, but nothing reaches the
+# machine's accounts. Each records its argv; chpasswd its input too.
+STUBS = {
+    "id": 'echo "id $*" >>"$STUB_LOG"; exit 0',
+    "useradd": 'echo "useradd $*" >>"$STUB_LOG"',
+    "getent": 'echo "getent $*" >>"$STUB_LOG"; echo "$2:x:1001:1001::/nonexistent:/bin/bash"',
+    "chpasswd": 'echo "chpasswd $*" >>"$STUB_LOG"; cat >"$STUB_DIR/chpasswd.in"',
+}
+RESEARCHERS = ["alice", "bob", "carol", "dave", "erin"]
+
+
+@dataclass
+class UsersRun:
+    returncode: int
+    log: str
+    # What chpasswd was given: {user: password}; empty when it did not run.
+    passwords: dict[str, str]
+    argv: str
+
+
+def run_users(tmp_path: Path, **env: str) -> UsersRun:
+    require_root()  # users.sh refuses to run otherwise (CI runs as root)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for name, body in STUBS.items():
+        (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
+        (stubs / name).chmod(0o755)
+    (stubs / "chpasswd.in").unlink(missing_ok=True)
+    (stubs / "argv.log").write_text("")
+    proc = subprocess.run(
+        ["bash", str(REPO / "deploy" / "dev" / "users.sh")],
+        env={
+            "PATH": f"{stubs}:/usr/bin:/bin",
+            "SCITEX_DEV_DIR": str(tmp_path / "dev"),
+            "STUB_DIR": str(stubs),
+            "STUB_LOG": str(stubs / "argv.log"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    fed = stubs / "chpasswd.in"
+    lines = fed.read_text().splitlines() if fed.exists() else []
+    return UsersRun(
+        proc.returncode,
+        proc.stderr + proc.stdout,
+        dict(line.split(":", 1) for line in lines),
+        (stubs / "argv.log").read_text(),
+    )
+
+
+def stored(tmp_path: Path, name: str) -> str:
+    path = tmp_path / "dev" / name
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+    return path.read_text().strip()
+
+
+def test_users_sh_generates_a_separate_admin_password_and_keeps_both(tmp_path: Path) -> None:
+    first = run_users(tmp_path)
+    assert first.returncode == 0, first.log
+    researchers, admin = stored(tmp_path, "demo-password"), stored(tmp_path, "demo-admin-password")
+    assert len(researchers) == len(admin) == 20 and researchers != admin
+    assert first.passwords == {**dict.fromkeys(RESEARCHERS, researchers), "admin": admin}
+    # Each printed on its own line, with where it is kept.
+    lines = first.log.splitlines()
+    assert (
+        f"[scitex-dev users] researchers' password (generated; in {tmp_path}/dev/demo-password): "
+        f"{researchers}"
+    ) in lines
+    assert (
+        f"[scitex-dev users] admin's password (generated; in {tmp_path}/dev/demo-admin-password): "
+        f"{admin}"
+    ) in lines
+    # Never on a command line.
+    assert researchers not in first.argv and admin not in first.argv
+
+    # Again: the same passwords (the stored ones), set again.
+    again = run_users(tmp_path)
+    assert again.returncode == 0, again.log
+    assert again.passwords == first.passwords
+    assert (stored(tmp_path, "demo-password"), stored(tmp_path, "demo-admin-password")) == (
+        researchers,
+        admin,
+    )
+    assert "admin's password (reused;" in again.log
+
+
+def test_users_sh_takes_both_passwords_from_the_environment(tmp_path: Path) -> None:
+    run = run_users(
+        tmp_path, SCITEX_DEMO_PASSWORD="researchers-pw", SCITEX_DEMO_ADMIN_PASSWORD="admin-pw"
+    )
+    assert run.returncode == 0, run.log
+    assert run.passwords == {**dict.fromkeys(RESEARCHERS, "researchers-pw"), "admin": "admin-pw"}
+    assert stored(tmp_path, "demo-password") == "researchers-pw"
+    assert stored(tmp_path, "demo-admin-password") == "admin-pw"
+    assert "admin's password (from SCITEX_DEMO_ADMIN_PASSWORD;" in run.log
+    # Only the researchers' chosen: the admin's stays its own (the stored one).
+    run = run_users(tmp_path, SCITEX_DEMO_PASSWORD="new-researchers-pw")
+    assert run.passwords["admin"] == "admin-pw"
+    assert run.passwords["alice"] == "new-researchers-pw"
+
+
+def test_users_sh_refuses_one_password_for_researchers_and_admin(tmp_path: Path) -> None:
+    run = run_users(tmp_path, SCITEX_DEMO_PASSWORD="same", SCITEX_DEMO_ADMIN_PASSWORD="same")
+    assert run.returncode == 1
+    assert (
+        "ERROR: SCITEX_DEMO_ADMIN_PASSWORD equals the researchers' password: a researcher's "
+        "password must never sign in as admin; choose another"
+    ) in run.log
+    assert run.passwords == {}
+    assert not (tmp_path / "dev" / "demo-admin-password").exists()
+
+
+def test_users_sh_moves_an_admin_off_the_researchers_password(tmp_path: Path) -> None:
+    # An older demo: one password file, the admin had the researchers' password.
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "demo-password").write_text("old-shared-pw\n")
+    run = run_users(tmp_path)
+    assert run.returncode == 0, run.log
+    admin = stored(tmp_path, "demo-admin-password")
+    assert run.passwords == {**dict.fromkeys(RESEARCHERS, "old-shared-pw"), "admin": admin}
+    assert admin != "old-shared-pw"
+    # The researchers' password chosen equal to the stored admin one: the admin gets a new one.
+    run = run_users(tmp_path, SCITEX_DEMO_PASSWORD=admin)
+    assert run.returncode == 0, run.log
+    assert run.passwords["alice"] == admin
+    assert run.passwords["admin"] not in (admin, "")
+    assert stored(tmp_path, "demo-admin-password") == run.passwords["admin"]
+
+
+def test_demo_sh_prints_each_password_on_its_own_line(tmp_path: Path) -> None:
+    require_root()
+    run_users(
+        tmp_path, SCITEX_DEMO_PASSWORD="researchers-pw", SCITEX_DEMO_ADMIN_PASSWORD="admin-pw"
+    )
+    out = subprocess.run(
+        ["bash", str(REPO / "deploy" / "dev" / "demo.sh"), "accounts"],
+        env={"PATH": "/usr/bin:/bin", "SCITEX_DEV_DIR": str(tmp_path / "dev")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    lines = [line.strip() for line in out.splitlines()]
+    assert "Researchers' password: researchers-pw" in lines
+    assert "Hub admin: admin" in lines
+    assert "Admin's password: admin-pw" in lines
