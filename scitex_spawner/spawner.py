@@ -34,6 +34,8 @@ from traitlets import (
     validate,
 )
 
+import scitex_safefs as safefs
+
 from .callback import install_handlers
 from .container import CONTAINER_DATA_DIR, ENV_PREFIX, Bind, ContainerSpec, container_argv
 from .form import render_options_form
@@ -830,13 +832,8 @@ class SciTeXSpawner(SlurmSpawner):
 
 
 def _make_user_dir(path: str, username: str, log_subdir: str) -> None:
-    """``<data_root>/<institution>/<user>``: mode 0700, owned by the user.
-
-    Only root can give a directory away; a hub not running as root needs the
-    site to create it (and says so).
-    """
-    account = pwd.getpwnam(username)
-    parent = os.path.dirname(path)
+    """``<data_root>/<institution>/<user>`` and its log directory: mode 0700, the user's,
+    made symlink-safe (scitex_safefs). A hub not running as root cannot give them away."""
     if os.geteuid() != 0:
         if not os.path.isdir(path):
             raise SpawnFailed(
@@ -844,15 +841,8 @@ def _make_user_dir(path: str, username: str, log_subdir: str) -> None:
                 "ask your administrator."
             )
         return
-    os.makedirs(parent, mode=0o755, exist_ok=True)
-    for directory in (path, os.path.join(path, log_subdir)):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    # Walk down from the user's directory so every level is theirs and private.
-    current = path
-    for part in ["", *log_subdir.split("/")]:
-        current = os.path.join(current, part) if part else current
-        st = os.lstat(current)
-        if st.st_uid != account.pw_uid or st.st_gid != account.pw_gid:
-            os.chown(current, account.pw_uid, account.pw_gid, follow_symlinks=False)
-        if st.st_mode & 0o777 != 0o700:
-            os.chmod(current, 0o700)
+    account = pwd.getpwnam(username)
+    try:
+        safefs.make_user_tree(path, log_subdir, account.pw_uid, account.pw_gid)
+    except safefs.UnsafePath as e:
+        raise SpawnFailed(e.advice(path, CONTAINER_DATA_DIR)) from None

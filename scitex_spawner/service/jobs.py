@@ -37,6 +37,8 @@ from tornado import web
 from traitlets import Dict, Instance, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+import scitex_safefs as safefs
+
 from ..container import ENV_PREFIX, Bind, ContainerSpec, container_argv
 from ..db import store as db
 from ..db.models import ComputeJobRecord, utcnow
@@ -726,21 +728,17 @@ class ComputeJobs(LoggingConfigurable):
 
     def read_log(self, institution: str, user: str, job: QueueEntry) -> dict[str, Any]:
         """The end of ``<project>/<log_subdir>/<id>.log``: only a regular file the user
-        owns, inside the project (the service may run as root). Blocking."""
+        owns, opened a component at a time from her data directory, never through a link
+        (the service may run as root: scitex_safefs). Blocking."""
         if not PROJECT_RE.fullmatch(job.project):
             raise APIError(404, f"Job {job.job_id} names no project")
         relative = f"{self.site.projects_dir}/{job.project}/{self.site.log_subdir}/{job.job_id}.log"
-        project_dir = os.path.realpath(self.site.project_dir(institution, user, job.project))
-        path = os.path.join(project_dir, self.site.log_subdir, f"{job.job_id}.log")
-        real = os.path.realpath(path)
         answer: dict[str, Any] = {"id": job.job_id, "path": relative, "state": job.state}
-        if not real.startswith(project_dir + os.sep) or real != path:
-            raise APIError(404, f"The log of job {job.job_id} is not a file in the project")
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = safefs.open_file_in_tree(self.site.data_dir(institution, user), relative)
         except FileNotFoundError:
             return answer | {"log": "", "truncated": False, "exists": False}
-        except OSError as e:
+        except OSError as e:  # safefs.UnsafePath too: "<relative> is a symbolic link"
             raise APIError(404, f"Cannot read the log of job {job.job_id}: {e.strerror}") from None
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
