@@ -5,18 +5,22 @@ hard-linked inode once, symlinks not followed, other filesystems not entered (``
 Allocated space rather than file length is what a filesystem quota charges: a 10-byte
 file takes a whole block, and a sparse file takes less than its length.
 
-The walk opens each directory once and stats its entries relative to that directory
-descriptor (``fstatat``), so the kernel resolves one name per file instead of a whole
-path. Top-level directories (and each project) are walked as separate units, which
-threads can share: that pays off on network filesystems where a stat waits on the
-server; on a local disk the walk is CPU-bound and one thread is fastest.
+The walk (:mod:`scitex_quota.walk`) opens each directory once, relative to its parent's
+descriptor and never through a symlink, and stats its entries relative to it
+(``fstatat``): the kernel resolves one name per file instead of a whole path, root can
+run it in users' trees, and depth has no ``PATH_MAX`` limit. Top-level directories
+(and each project) are walked as separate units, which threads can share: that pays
+off on network filesystems where a stat waits on the server; on a local disk the walk
+is CPU-bound and one thread is fastest.
 
 GNU ``du`` walks the same tree faster (C, no interpreter lock). :func:`du_scan` runs one
 ``du`` over the whole tree; :func:`parallel_du_scan` splits the tree into the same units
 and runs several ``du -s`` processes at once, so the walk (on a warm cache, mostly
 system-call CPU time) uses several cores. Each ``du`` counts a hard-linked inode once
 among the units *it* walks; an inode linked from units walked by two processes is
-counted by both (see :func:`parallel_du_scan`).
+counted by both (see :func:`parallel_du_scan`). GNU ``du`` also walks by descriptor
+(fts), so it counts trees deeper than ``PATH_MAX`` too; it prints a line on stderr for
+each entry it cannot read, and those make the measurement *incomplete*.
 """
 
 from __future__ import annotations
@@ -24,87 +28,38 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import stat
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from scitex_safefs import DIR_FLAGS
+
 from .command import CommandResult, CommandRunner, QuotaCommandError, run_command
+from .walk import ScanCancelled, Tally, read_dir, walk
 
 __all__ = ["ScanCancelled", "ScanResult", "du_scan", "parallel_du_scan", "scan_tree"]
 
 _T = TypeVar("_T")
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class ScanCancelled(Exception):
-    """The walk was stopped through its cancel event."""
-
 
 @dataclass
 class ScanResult:
-    """Totals of one walk. ``files`` counts every entry seen (files, directories, links)."""
+    """Totals of one walk. ``files`` counts every entry seen (files, directories, links).
+
+    ``errors`` counts what could not be read (a directory, an entry): with any, the
+    total is a lower bound and the measurement is :attr:`incomplete`.
+    """
 
     used_bytes: int
     files: int
     errors: int
     projects: dict[str, int] = field(default_factory=dict)
 
-
-@dataclass
-class _Tally:
-    blocks: int = 0
-    files: int = 0
-    errors: int = 0
-    # Inodes with more than one link, counted once over the whole walk (as du does).
-    linked: dict[tuple[int, int], int] = field(default_factory=dict)
-
-
-def _walk(top: str, dev: int, cancel: threading.Event | None) -> _Tally:
-    """Blocks under ``top`` (not ``top`` itself), without crossing to another filesystem."""
-    tally = _Tally()
-    blocks = files = errors = 0
-    linked = tally.linked
-    # Paths, not open descriptors, wait on the stack: a directory with many
-    # subdirectories would otherwise exhaust the descriptor limit.
-    stack = [top]
-    while stack:
-        if cancel is not None and cancel.is_set():
-            raise ScanCancelled(top)
-        path = stack.pop()
-        try:
-            fd = os.open(path, _DIR_FLAGS)
-        except OSError:
-            errors += 1
-            continue
-        try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        # Vanished between readdir and stat, or unreadable.
-                        errors += 1
-                        continue
-                    files += 1
-                    if entry.is_dir(follow_symlinks=False):
-                        if st.st_dev != dev:
-                            continue
-                        blocks += st.st_blocks
-                        stack.append(path + "/" + entry.name)
-                    elif st.st_nlink > 1:
-                        linked[(st.st_dev, st.st_ino)] = st.st_blocks
-                    else:
-                        blocks += st.st_blocks
-        except OSError:
-            errors += 1
-        finally:
-            os.close(fd)
-    tally.blocks, tally.files, tally.errors = blocks, files, errors
-    return tally
+    @property
+    def incomplete(self) -> bool:
+        return self.errors > 0
 
 
 @dataclass
@@ -112,6 +67,9 @@ class _Unit:
     """A directory walked as a whole: a top-level directory, or one project."""
 
     project: str | None
+    # Walked from here by name (the walk), or by path (du, which runs as the user).
+    parent_fd: int
+    name: str
     path: str
     # The directory's own blocks and link count (its subdirectories + 2 on most
     # filesystems: a free hint of its size, used to start big units first).
@@ -119,56 +77,59 @@ class _Unit:
     nlink: int
 
 
-def _top_level(root: str, projects_dir: str) -> tuple[str, int, _Tally, list[_Unit]]:
+@dataclass
+class _TopLevel:
+    root: str
+    dev: int
+    top: Tally
+    units: list[_Unit]
+    fds: list[int]
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+def _top_level(root: str, projects_dir: str) -> _TopLevel:
     """Count ``root``'s own entries (and those of its projects directory); list the units.
 
-    Returns the resolved root, its device, the tally of everything above the units
-    (including the units' own directory blocks) and the units.
+    The tally covers everything above the units (including the units' own directory
+    blocks). The root (and projects directory) stay open for the units' walks: close().
     """
     root = os.path.realpath(root)
-    root_st = os.lstat(root)
-    if not stat.S_ISDIR(root_st.st_mode):
-        raise NotADirectoryError(root)
-    dev = root_st.st_dev
-    top = _Tally(blocks=root_st.st_blocks)
-    units: list[_Unit] = []
+    root_fd = os.open(root, DIR_FLAGS)
+    listing = _TopLevel(root, 0, Tally(), [], [root_fd])
+    try:
+        root_st = os.fstat(root_fd)
+        dev = listing.dev = root_st.st_dev
+        top = listing.top
+        top.blocks = root_st.st_blocks
 
-    def visit_level(path: str, project_level: bool) -> None:
-        with os.scandir(path) as entries:
-            for entry in entries:
+        def visit_level(fd: int, path: str, project_level: bool) -> None:
+            for name in read_dir(fd, dev, top):
                 try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    top.errors += 1
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted since it was listed
+                if not project_level and name == projects_dir:
+                    try:
+                        projects_fd = os.open(name, DIR_FLAGS, dir_fd=fd)
+                        listing.fds.append(projects_fd)
+                        visit_level(projects_fd, f"{path}/{name}", True)
+                    except OSError:
+                        # Unreadable: its own blocks count, as du counts them.
+                        top.errors += 1
                     continue
-                top.files += 1
-                if entry.is_dir(follow_symlinks=False):
-                    # Another filesystem mounted here is not charged (du -x).
-                    if st.st_dev != dev:
-                        continue
-                    top.blocks += st.st_blocks
-                    if not project_level and entry.name == projects_dir:
-                        try:
-                            visit_level(entry.path, True)
-                        except OSError:
-                            # Unreadable: its own blocks count, as du counts them.
-                            top.errors += 1
-                    else:
-                        units.append(
-                            _Unit(
-                                entry.name if project_level else None,
-                                entry.path,
-                                st.st_blocks,
-                                st.st_nlink,
-                            )
-                        )
-                elif st.st_nlink > 1:
-                    top.linked[(st.st_dev, st.st_ino)] = st.st_blocks
-                else:
-                    top.blocks += st.st_blocks
+                project = name if project_level else None
+                unit = _Unit(project, fd, name, f"{path}/{name}", st.st_blocks, st.st_nlink)
+                listing.units.append(unit)
 
-    visit_level(root, False)
-    return root, dev, top, units
+        visit_level(root_fd, root, False)
+    except BaseException:
+        listing.close()
+        raise
+    return listing
 
 
 def scan_tree(
@@ -186,14 +147,18 @@ def scan_tree(
     then meaningless; the quota-tool backends use it for the project subtotals).
     Blocking: call it from a worker thread.
     """
-    _, dev, top, units = _top_level(root, projects_dir)
-    if only_projects:
-        units = [unit for unit in units if unit.project is not None]
-    if threads > 1 and len(units) > 1:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scitex-scan") as pool:
-            tallies = list(pool.map(lambda u: _walk(u.path, dev, cancel), units))
-    else:
-        tallies = [_walk(unit.path, dev, cancel) for unit in units]
+    listing = _top_level(root, projects_dir)
+    try:
+        dev, top, units = listing.dev, listing.top, listing.units
+        if only_projects:
+            units = [unit for unit in units if unit.project is not None]
+        if threads > 1 and len(units) > 1:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scitex-scan") as pool:
+                tallies = list(pool.map(lambda u: walk(u.parent_fd, u.name, dev, cancel), units))
+        else:
+            tallies = [walk(unit.parent_fd, unit.name, dev, cancel) for unit in units]
+    finally:
+        listing.close()
 
     linked: dict[tuple[int, int], int] = dict(top.linked)
     total_blocks, files, errors = top.blocks, top.files, top.errors
@@ -295,7 +260,10 @@ async def parallel_du_scan(
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    root, _, top, units = await asyncio.to_thread(_top_level, root, projects_dir)
+    listing = await asyncio.to_thread(_top_level, root, projects_dir)
+    # du walks by path (as the user, in the notebook server): only the listing is needed.
+    listing.close()
+    root, top, units = listing.root, listing.top, listing.units
     units.sort(key=lambda unit: (-unit.nlink, unit.path))
     batches = du_batches(range(len(units)), jobs)
     sizes: dict[int, int] = {}

@@ -26,6 +26,8 @@ class Usage:
     backend itself knows (a filesystem quota), ``None`` when it knows none.
     ``started``/``finished`` are ``time.monotonic()`` stamps of the measurement; the
     notebook server's tracker uses them to tell which writes a measurement may have missed.
+    ``errors`` counts entries a walk could not read; with any, the measurement is
+    :attr:`incomplete`.
     """
 
     used_bytes: int
@@ -37,6 +39,11 @@ class Usage:
     errors: int = 0
     started: float = field(default=0.0, compare=False, repr=False)
     finished: float = field(default=0.0, compare=False, repr=False)
+
+    @property
+    def incomplete(self) -> bool:
+        """Parts of the tree could not be read: ``used_bytes`` is a lower bound."""
+        return self.errors > 0
 
 
 #: The variable through which the hub's batch script gives the server its limit in bytes.

@@ -49,6 +49,8 @@ class QuotaHandler(SciTeXAPIHandler):
                     ],
                     "measured_at": measured_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
                     "source": snapshot.source,
+                    # Parts of the tree could not be read: used_bytes is a lower bound.
+                    "incomplete": snapshot.incomplete,
                 }
             )
         )

@@ -134,7 +134,8 @@ class ScanQuotaBackend(QuotaBackend):
             )
         if result.errors:
             self.log.warning(
-                "Usage scan of %s: %d entries could not be read (not counted)",
+                "Usage scan of %s: %d entries could not be read: the measurement is "
+                "incomplete (a lower bound)",
                 self.root,
                 result.errors,
             )

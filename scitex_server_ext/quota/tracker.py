@@ -61,6 +61,8 @@ class QuotaSnapshot:
     projects: tuple[ProjectUsage, ...]
     measured_at: datetime
     source: str
+    # Parts of the tree could not be read: used_bytes is a lower bound.
+    incomplete: bool = False
 
 
 @dataclass
@@ -158,6 +160,7 @@ class QuotaTracker:
             projects=tuple(ProjectUsage(n, s) for n, s in sorted(sizes.items())),
             measured_at=usage.measured_at,
             source=usage.source,
+            incomplete=usage.incomplete,
         )
 
     # -- writing -------------------------------------------------------------------

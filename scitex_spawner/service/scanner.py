@@ -4,7 +4,9 @@ It runs in a thread of its own (a walk is blocking file-system work; the service
 loop never waits for it) and writes each measurement to ``scitex_usage``, where the
 admin API and the spawner's start-up check read it. The walk is
 :func:`scitex_quota.scan.scan_tree`: allocated space, as ``du`` and filesystem quotas
-count it, each user's tree on its own filesystem only.
+count it, each user's tree on its own filesystem only, walked from directory descriptors
+and never through a symlink (the service runs as root; users own what it walks). A
+measurement with unreadable parts is stored with its error count: it is *incomplete*.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ class UsageScanner(LoggingConfigurable):
                     continue
                 if result.errors:
                     self.log.warning(
-                        "Usage of %s: %d entries could not be read (not counted)",
+                        "Usage of %s: %d entries could not be read: the measurement is "
+                        "incomplete (a lower bound; errors > 0 in scitex_usage)",
                         user,
                         result.errors,
                     )

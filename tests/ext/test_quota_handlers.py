@@ -119,7 +119,9 @@ async def test_quota_json_shape_and_values(jp_fetch: Any, jp_root_dir: Path, tra
         "projects",
         "measured_at",
         "source",
+        "incomplete",
     }
+    assert body["incomplete"] is False
     assert body["user"] == "alice"
     assert body["institution"] == "demo-u"
     assert body["source"] == "scan"
