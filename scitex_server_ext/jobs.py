@@ -170,6 +170,24 @@ class JobsClient:
     async def log(self, job_id: str) -> dict[str, Any]:
         return dict(await self._call("GET", self._job_path(job_id, "/log")))
 
+    def projects_path(self, root_dir: str) -> str | None:
+        """The projects directory as the contents API (and so the file browser) names it:
+        relative to the server's ``root_dir``; None when outside it. Blocking (realpath)."""
+        projects = os.path.realpath(os.path.join(self.user_root, self.projects_dir))
+        root = os.path.realpath(root_dir)
+        if projects == root:
+            return ""
+        if not projects.startswith(root.rstrip(os.sep) + os.sep):
+            return None
+        return os.path.relpath(projects, root).replace(os.sep, "/")
+
+    async def options(self, root_dir: str) -> dict[str, Any]:
+        """The service's ``{"institution", "default_profile", "profiles", "script_suffixes"}``
+        for this user, and where the projects are in the file browser (``projects_path``)."""
+        reply = dict(await self._call("GET", "/options") or {})
+        reply["projects_path"] = await asyncio.to_thread(self.projects_path, root_dir)
+        return reply
+
 
 class JobsConfig(Configurable):
     """The ``jobs_*`` settings of the extension (mixed into its ExtensionApp)."""

@@ -4,6 +4,10 @@
   "submitted_at", "started_at", "ended_at", "exit_code"}]}``, the user's jobs, newest first;
 - ``POST scitex/api/jobs`` ``{"project", "script", "resources": {"cpus", "memory", "runtime",
   ...}}``: submit (201);
+- ``GET scitex/api/jobs/options``: the resources the user may ask for, ``{"institution",
+  "default_profile", "profiles": [{"name", "display_name", "description", "partitions",
+  "cpus", "memory", "runtime", "gpus": {"default", "min", "max"}}], "script_suffixes",
+  "projects_path"}`` (the service's answer, and where projects are in the file browser);
 - ``GET scitex/api/jobs/{id}``: one job; ``DELETE``: cancel it;
 - ``GET scitex/api/jobs/{id}/log``: ``{"id", "log", "truncated", "exists", "path", "state"}``.
 
@@ -69,6 +73,14 @@ class JobsHandler(JobsAPIHandler):
         self.finish(json.dumps(job))
 
 
+class JobOptionsHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        root_dir = str(self.settings.get("server_root_dir") or self.scitex["user_root"])
+        self.finish(json.dumps(await self.call(self.client.options(root_dir))))
+
+
 class JobHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
@@ -90,6 +102,8 @@ class JobLogHandler(JobsAPIHandler):
 
 default_handlers = [
     (r"/scitex/api/jobs", JobsHandler),
+    # Before jobs/{id}, which would take "options" for a job id.
+    (r"/scitex/api/jobs/options", JobOptionsHandler),
     (r"/scitex/api/jobs/(?P<job_id>[^/]+)", JobHandler),
     (r"/scitex/api/jobs/(?P<job_id>[^/]+)/log", JobLogHandler),
 ]

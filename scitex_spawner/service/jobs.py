@@ -839,7 +839,10 @@ class JobLogHandler(JobsAPIHandler):
 
 
 def jobs_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    from .job_options import job_options_handlers  # its handler derives from ours
+
     return [
+        *job_options_handlers(prefix),
         (prefix + "api/jobs", JobsHandler),
         (prefix + r"api/jobs/([^/]+)", JobHandler),
         (prefix + r"api/jobs/([^/]+)/log", JobLogHandler),

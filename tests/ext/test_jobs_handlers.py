@@ -201,3 +201,66 @@ async def test_settings_are_validated() -> None:
     for key, value in [("jobs_service_url", "ftp://x"), ("jobs_request_timeout", 0)]:
         with pytest.raises(TraitError, match=key):
             SciTeXExtension(**{key: value})
+
+
+OPTIONS = {
+    "institution": "demo-u",
+    "default_profile": "small",
+    "profiles": [
+        {
+            "name": "small",
+            "display_name": "Small",
+            "description": "",
+            "partitions": ["debug"],
+            "cpus": {"default": 1, "min": 1, "max": 2},
+            "memory": {"default": "512MiB", "min": "512MiB", "max": "2GiB"},
+            "runtime": {"default": "01:00:00", "min": "00:01:00", "max": "04:00:00"},
+            "gpus": {"default": 0, "min": 0, "max": 0},
+        }
+    ],
+    "script_suffixes": [".sh", ".py"],
+}
+
+
+async def test_options_are_the_services_with_where_projects_are(
+    jp_fetch: Any, service: FakeService, jp_root_dir: Path, user_root: Path
+) -> None:
+    from scitex_server_ext.jobs import JobsClient
+
+    service.answers[("GET", "api/jobs/options")] = (200, OPTIONS)
+    code, body = await call(jp_fetch, "GET", "options")
+    assert code == 200, body
+    projects_path = JobsClient("", "", str(user_root)).projects_path(str(jp_root_dir))
+    assert body == {**OPTIONS, "projects_path": projects_path}
+    # Forwarded with the server's own token, not taken for a job id.
+    assert [(r["method"], r["path"], r["auth"]) for r in service.requests] == [
+        ("GET", "api/jobs/options", f"token {SERVER_TOKEN}")
+    ]
+
+
+async def test_options_refused_by_the_service_keep_its_words(
+    jp_fetch: Any, service: FakeService
+) -> None:
+    words = "alice belongs to no institution on this hub: no jobs"
+    service.answers[("GET", "api/jobs/options")] = (403, {"message": words})
+    assert await call(jp_fetch, "GET", "options") == (
+        403,
+        {"message": words, "reason": "Forbidden"},
+    )
+
+
+def test_projects_path_is_relative_to_the_servers_root(tmp_path: Path) -> None:
+    from scitex_server_ext.jobs import JobsClient
+
+    root = tmp_path / "data"
+    (root / "projects").mkdir(parents=True)
+    client = JobsClient("", "", str(root))
+    # The usual case: the server runs in the user's data directory.
+    assert client.projects_path(str(root)) == "projects"
+    assert client.projects_path(str(root / "projects")) == ""
+    # A server rooted elsewhere cannot show the projects in its file browser.
+    assert client.projects_path(str(root / "projects" / "p1")) is None
+    assert client.projects_path(str(tmp_path / "other")) is None
+    assert JobsClient("", "", str(root), projects_dir="work/projects").projects_path(
+        str(tmp_path)
+    ) == ("data/work/projects")
