@@ -72,6 +72,16 @@ OIDC_REFUSED_MESSAGE = (
 )
 
 
+# Each is JupyterHub's, ldapauthenticator's or oauthenticator's own with the user-name
+# rules (scitex_spawner.authenticators.NameRules); their config sections
+# (c.LDAPAuthenticator, c.GenericOAuthenticator) apply to them as to the originals.
+AUTHENTICATOR_CLASSES = {
+    "pam": "scitex_spawner.authenticators.SciTeXPAMAuthenticator",
+    "ldap": "scitex_spawner.authenticators.SciTeXLDAPAuthenticator",
+    "oidc": "scitex_spawner.authenticators.SciTeXOIDCAuthenticator",
+}
+
+
 def apply_auth(c: Any, settings: Settings) -> None:
     """The authenticator, and the institution mapping on top of it.
 
@@ -81,10 +91,10 @@ def apply_auth(c: Any, settings: Settings) -> None:
     auth = settings.auth
     group_names: dict[str, str] = {}
     if auth.kind == "pam":
-        c.JupyterHub.authenticator_class = "pam"
+        c.JupyterHub.authenticator_class = AUTHENTICATOR_CLASSES["pam"]
     elif auth.kind == "ldap" and auth.ldap is not None:
         ldap = auth.ldap
-        c.JupyterHub.authenticator_class = "ldapauthenticator.LDAPAuthenticator"
+        c.JupyterHub.authenticator_class = AUTHENTICATOR_CLASSES["ldap"]
         c.LDAPAuthenticator.server_address = ldap.server_address
         c.LDAPAuthenticator.server_port = ldap.server_port
         c.LDAPAuthenticator.tls_strategy = ldap.tls_strategy
@@ -120,7 +130,7 @@ def apply_auth(c: Any, settings: Settings) -> None:
     elif auth.kind == "oidc" and auth.oidc is not None:
         oidc = auth.oidc
         issuer = oidc.issuer.rstrip("/")
-        c.JupyterHub.authenticator_class = "generic-oauth"
+        c.JupyterHub.authenticator_class = AUTHENTICATOR_CLASSES["oidc"]
         c.GenericOAuthenticator.client_id = oidc.client_id
         c.GenericOAuthenticator.client_secret = _read_secret(
             oidc.client_secret_file, "auth.oidc.client_secret_file"
@@ -143,8 +153,17 @@ def apply_auth(c: Any, settings: Settings) -> None:
     # The hook reads auth_state in memory; persisting it needs a crypt key.
     c.Authenticator.enable_auth_state = bool(os.environ.get("JUPYTERHUB_CRYPT_KEY"))
     c.Authenticator.username_pattern = USERNAME_PATTERN
+    # User-name rules (docs/authentication.md): JupyterHub's blocked_users, which our
+    # authenticators (NameRules) refuse with the refused-sign-in page, plus the UID floor.
+    denied = settings.denied_users()
+    c.Authenticator.blocked_users = set(denied)
+    c.NameRules.min_uid = auth.min_uid
     c.Authenticator.post_auth_hook = make_post_auth_hook(
-        settings.institutions, settings.hub.admin_users, group_names
+        settings.institutions,
+        settings.hub.admin_users,
+        group_names,
+        denied_users=denied,
+        min_uid=auth.min_uid,
     )
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scitex_gitea.names import InvalidName, validate_owner_name
 from scitex_spawner.container import Bind
-from scitex_spawner.institutions import INSTITUTION_ID_RE, Institution
+from scitex_spawner.institutions import INSTITUTION_ID_RE, USERNAME_RE, Institution
 from scitex_spawner.profiles import PROFILE_NAME_RE, Profile
 
 DEFAULT_CONFIG = Path(__file__).with_name("scitex.yaml")
@@ -132,10 +132,43 @@ class OidcSection(_Section):
         return value
 
 
+# Always refused, whatever auth.denied_users says (with gitea.admin_user).
+ALWAYS_DENIED_USERS = ("root",)
+
+
 class AuthSection(_Section):
     kind: Literal["pam", "ldap", "oidc"] = "pam"
     ldap: LdapSection | None = None
     oidc: OidcSection | None = None
+    min_uid: int = Field(
+        default=1000,
+        ge=1,
+        le=2**32 - 2,
+        description="Lowest UID of an account that may sign in. A name that is a Unix account "
+        "on the hub's machine with a smaller UID (root, daemon, www-data, postgres: system "
+        "accounts) is refused at sign-in, whichever authenticator vouched for it, with a page "
+        "that says why and nothing created; the spawner checks again before every job. A name "
+        "with no Unix account on the hub's machine is not refused by this rule.",
+    )
+    denied_users: tuple[str, ...] = Field(
+        default=("root", "nobody", "slurm", "munge"),
+        description="Names refused at sign-in whatever their UID (JupyterHub's "
+        "`Authenticator.blocked_users`): service accounts whose UIDs lie above `min_uid` "
+        "(Debian gives `slurm` 64030, `nobody` 65534). `root` and `gitea.admin_user` are "
+        "refused in addition, always. A user of that name who signed in before is stripped "
+        "of roles and groups and their server is stopped when the hub starts.",
+    )
+
+    @field_validator("denied_users")
+    @classmethod
+    def _denied_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not USERNAME_RE.match(name):
+                raise ValueError(
+                    f"{name!r} is not a username (lowercase letters, digits, _ and -, "
+                    "starting with a letter or _)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _block_for_kind(self) -> AuthSection:
@@ -402,6 +435,37 @@ class Settings(_Section):
                     f"container.image: runtime {self.container.runtime!r} needs an image "
                     f"(profiles without their own image: {', '.join(missing)})"
                 )
+        return self
+
+    def denied_users(self) -> frozenset[str]:
+        """Every name refused at sign-in by name: ``auth.denied_users``, root, and the
+        Gitea admin's login (the hub mints tokens with its password: a hub user of that
+        name would get a token of the Gitea admin)."""
+        names = set(self.auth.denied_users) | set(ALWAYS_DENIED_USERS)
+        if self.gitea is not None:
+            names.add(self.gitea.admin_user.lower())
+        return frozenset(names)
+
+    @model_validator(mode="after")
+    def _no_denied_user_listed(self) -> Settings:
+        denied = self.denied_users()
+        listed = [("hub.admin_users", self.hub.admin_users)]
+        for key, institution in self.institutions.items():
+            listed += [
+                (f"institutions.{key}.users", institution.users),
+                (f"institutions.{key}.admins", institution.admins),
+            ]
+            listed += [
+                (f"institutions.{key}.labs.{lab_id}.users", lab.users)
+                for lab_id, lab in institution.labs.items()
+            ]
+        for where, names in listed:
+            for name in names:
+                if name in denied:
+                    raise ValueError(
+                        f"{where}: {name!r} is refused at sign-in (auth.denied_users, root "
+                        "and gitea.admin_user): no person may use that name"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -25,8 +25,9 @@ the mapping needs no crypt key.
 from __future__ import annotations
 
 import logging
+import pwd
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from tornado import web
@@ -40,8 +41,34 @@ log = logging.getLogger(__name__)
 LDAP_GROUP_NAME_RE = re.compile(r"^\w[\w .-]{0,127}\Z")
 
 
-class NoInstitution(web.HTTPError):
-    """403 with a page that says why: the identity maps to no single institution."""
+class SignInRefused(web.HTTPError):
+    """403 with the refused-sign-in page (jupyterhub_config/templates/scitex_refused.html):
+    a heading, what the hub saw (``jupyterhub_message``) and what the person can do."""
+
+    heading = "Sign-in refused"
+    page_title = "Sign-in refused"
+    advice: tuple[str, ...] = ()
+
+    def __init__(self, message: str, reason: str) -> None:
+        # "%s": the message holds user data and must not be read as a format string.
+        super().__init__(403, "%s", message, reason=reason)
+        # JupyterHub's error page shows this under the status line.
+        self.jupyterhub_message = message
+        # What the templates test for (any SignInRefused gets the page).
+        self.scitex_refused = True
+
+
+class NoInstitution(SignInRefused):
+    """The identity maps to no single institution."""
+
+    heading = "Sign-in refused: your account belongs to no institution here"
+    page_title = "Sign-in refused: no institution"
+    advice = (
+        "If you have another account (for example your institution's, not a personal one), "
+        "sign in with that one.",
+        "If your institution should be served by this hub, ask its research-computing team "
+        "to register your institution, your directory group or your email domain here.",
+    )
 
     def __init__(self, username: str, email: str | None, groups: Iterable[str]) -> None:
         seen = []
@@ -58,10 +85,50 @@ class NoInstitution(web.HTTPError):
             "research-computing team to register your institution, directory group or "
             "email domain with this hub."
         )
-        # "%s": the message holds user data and must not be read as a format string.
-        super().__init__(403, "%s", message, reason="No institution")
-        # JupyterHub's error page shows this under the status line.
-        self.jupyterhub_message = message
+        super().__init__(message, "No institution")
+
+
+class RefusedName(SignInRefused):
+    """The name is one no person may use here: reserved (``auth.denied_users``, root, the
+    Gitea admin) or a system account (a Unix account below ``auth.min_uid``)."""
+
+    heading = "Sign-in refused: this account cannot use the hub"
+    page_title = "Sign-in refused: account not allowed"
+    advice = (
+        "Sign in with your own personal account.",
+        "If this is your personal account, ask your research-computing team: the name must "
+        "be a person's account on the cluster, not a system or administrator account.",
+    )
+
+    def __init__(self, username: str, why: str) -> None:
+        message = (
+            f"You signed in as {username}, but {why}, so the sign-in was refused and nothing "
+            "was created for you. Jobs run as the Unix account of your name: this hub never "
+            "runs them as a system or administrator account."
+        )
+        super().__init__(message, "Account not allowed")
+
+
+def name_refusal(username: str, denied: Collection[str], min_uid: int) -> str | None:
+    """Why ``username`` may not sign in (nor start a job), or None.
+
+    Refused: a name in ``denied``; an existing Unix account whose UID is below
+    ``min_uid`` (root, daemon, www-data, postgres: system accounts). A name with no Unix
+    account here is not refused by this rule (LDAP and OIDC sites whose accounts live
+    elsewhere); its server then fails to start with a message saying so.
+    """
+    if username in denied:
+        return f"the name {username} is reserved on this hub (an administrator or service account)"
+    try:
+        uid = pwd.getpwnam(username).pw_uid
+    except KeyError:
+        return None
+    if uid < min_uid:
+        return (
+            f"{username} is a system account on this hub's machine (UID {uid}; people's "
+            f"accounts start at UID {min_uid})"
+        )
+    return None
 
 
 def _as_list(value: Any) -> list[str]:
@@ -116,6 +183,13 @@ def ldap_group_names(
     return names
 
 
+def email_verified(user_info: Mapping[str, Any]) -> bool:
+    """The OIDC ``email_verified`` claim is true: boolean true, or the string "true" some
+    providers send (AWS Cognito). Missing, false or anything else: not verified."""
+    value = user_info.get("email_verified")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def identity_from_auth_model(
     auth_model: Mapping[str, Any],
     ldap_group_names: Mapping[str, str] | None = None,
@@ -131,12 +205,15 @@ def identity_from_auth_model(
     attrs = state.get("user_attributes") or {}
 
     email: str | None = None
-    oidc_emails = _as_list(user_info.get("email"))
-    # An address the provider says it has not verified proves nothing about the
-    # institution (an account could claim any domain).
-    if oidc_emails and user_info.get("email_verified") is not False:
-        email = oidc_emails[0]
-    if email is None:
+    if user_info:
+        # OIDC: only an address the provider says it verified (``email_verified`` true;
+        # a missing claim is not verified). Any other proves nothing about the
+        # institution: an account could claim any domain.
+        oidc_emails = _as_list(user_info.get("email"))
+        if oidc_emails and email_verified(user_info):
+            email = oidc_emails[0]
+    else:
+        # LDAP's mail is the directory's (the site decides who may edit it).
         mails = _as_list(attrs.get("mail")) or _as_list(state.get("email"))
         email = mails[0] if mails else None
 
@@ -157,9 +234,17 @@ def make_post_auth_hook(
     institutions: Mapping[str, Institution],
     admin_users: Iterable[str] = (),
     ldap_group_names: Mapping[str, str] | None = None,
+    *,
+    denied_users: Collection[str] = ("root",),
+    min_uid: int = 1000,
 ) -> Callable[[Any, Any, dict[str, Any]], dict[str, Any]]:
-    """A ``post_auth_hook`` that maps users to institutions (as JupyterHub groups)."""
+    """A ``post_auth_hook`` that maps users to institutions (as JupyterHub groups).
+
+    It applies the user-name rules (:func:`name_refusal`) first, as our authenticators
+    already did (``NameRules``): the same refusal whatever authenticator runs.
+    """
     directory = InstitutionDirectory(institutions)
+    denied = frozenset(denied_users)
     # Hub admins, and institution admins who are not themselves its members
     # (a central support team), may sign in without being a tenant.
     admins = set(admin_users).union(*(inst.admins for inst in institutions.values()))
@@ -169,6 +254,10 @@ def make_post_auth_hook(
         authenticator: Any, handler: Any, auth_model: dict[str, Any]
     ) -> dict[str, Any]:
         username = auth_model["name"]
+        why = name_refusal(username, denied, min_uid)
+        if why is not None:
+            getattr(authenticator, "log", log).warning("Sign-in refused for %s: %s", username, why)
+            raise RefusedName(username, why)
         email, groups = identity_from_auth_model(auth_model, group_names)
         institution = directory.match(username, email=email, groups=groups)
         if institution is None:

@@ -4,7 +4,9 @@ After the institution mapping (:mod:`scitex_spawner.auth`) the hub makes sure, w
 admin's credentials, that
 
 * the user exists in Gitea (created with a random password nobody keeps: the site's Gitea signs
-  people in through the same identity provider, or not at all);
+  people in through the same identity provider, or not at all). An existing Gitea account that
+  is a site administrator (``is_admin``), or is the hub's own Gitea admin, is never adopted: no
+  token is made for it and nothing is changed (:class:`AdminAccountRefused`);
 * the institution has an organization (``gitea_org``, else the institution id) with a team
   ``members`` (write access to the organization's repositories), the user is in that team and
   in no other institution's ``members`` team;
@@ -42,6 +44,16 @@ MEMBERS_TEAM = "members"
 LAB_TEAM_PREFIX = "lab-"
 # What the notebook server reads (scitex_server_ext.projects, git_credential_helper).
 GITEA_ENV = ("SCITEX_GITEA_URL", "SCITEX_GITEA_TOKEN", "SCITEX_GITEA_USER", "SCITEX_GITEA_ORG")
+
+
+class AdminAccountRefused(Exception):
+    """The user's Gitea account is a Gitea site administrator: never adopted."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(
+            f"the Gitea account {username} is a Gitea site administrator, and the hub gives "
+            "no server a token of an administrator account; ask your administrator"
+        )
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,9 @@ class GiteaProvisioner:
             await self.leave_old_labs(username, org, own_labs)
             await self.leave_other_orgs(username, org)
             token = await self.ensure_token(username, previous)
+        except AdminAccountRefused as e:
+            self.log.warning("Gitea provisioning for %s refused: %s", username, e)
+            return {"url": self.url, "error": f"Gitea was not set up for you: {e}"}
         except (GiteaError, OSError, asyncio.TimeoutError) as e:
             # GiteaError messages carry Gitea's status and text, never a credential.
             reason = f"{e.status} {e.message}" if isinstance(e, GiteaError) else type(e).__name__
@@ -128,7 +143,12 @@ class GiteaProvisioner:
         return {"url": self.url, "user": username, "org": org, "token": token}
 
     async def ensure_user(self, username: str, email: str | None) -> None:
-        if await self.api.get_user(username) is not None:
+        existing = await self.api.get_user(username)
+        if existing is not None:
+            # Gitea shows is_admin to an admin viewer (the hub's token). The hub's own
+            # admin login is checked by name too, should its token not be an admin's.
+            if existing.is_admin or existing.login.lower() == self.admin.user.lower():
+                raise AdminAccountRefused(existing.login)
             return
         await self.api.admin_create_user(
             username,

@@ -345,6 +345,12 @@ class SciTeXSpawner(SlurmSpawner):
     def format_prefix(self) -> list[str]:
         if not USERNAME_RE.match(self.user.name):
             raise SpawnFailed(f"username {self.user.name!r} is not allowed for jobs", 403)
+        # The sign-in's user-name rules again (auth.NameRules: root, auth.denied_users, UIDs
+        # below auth.min_uid), for a user who signed in before a rule changed.
+        rules = getattr(self.authenticator, "name_refusal", None)
+        why = rules(self.user.name) if callable(rules) else None
+        if why:
+            raise SpawnFailed(f"no job runs for {self.user.name}: {why}", 403)
         return [part.replace("{username}", self.user.name) for part in self.submit_prefix]
 
     # ---- user options ----------------------------------------------------------

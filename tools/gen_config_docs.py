@@ -4,7 +4,8 @@ Two parts:
 - every key of the site file ``scitex.yaml``, walked from the pydantic schema
   (``jupyterhub_config.settings.Settings``): type, default, description;
 - every configurable traitlet of ``SciTeXSpawner``, ``SlurmClient``,
-  ``QueueWatcher`` and the notebook-side ``SciTeXExtension``: the
+  ``QueueWatcher``, ``SpawnRecorder``, ``NameRules`` and the notebook-side
+  ``SciTeXExtension``: the
   ``class_traits(config=True)`` that our own code defines, with type, default
   and help.
 
@@ -195,6 +196,7 @@ TRAIT_CLASSES = (
     ("scitex_spawner.slurm", "SlurmClient", "c.SlurmClient", "the hub"),
     ("scitex_spawner.slurm", "QueueWatcher", "c.QueueWatcher", "the hub"),
     ("scitex_spawner.records", "SpawnRecorder", "c.SpawnRecorder", "the hub"),
+    ("scitex_spawner.authenticators", "NameRules", "c.NameRules", "the hub's authenticators"),
     (
         "scitex_server_ext.app",
         "SciTeXExtension",

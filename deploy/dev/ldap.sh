@@ -15,10 +15,14 @@
 # The directory (base dc=scitex,dc=test; every person has the password in
 # $SCITEX_DEV_DIR/ldap/user-password):
 #   ou=people: ldapann (mail ann@demo-u.edu), ldapoli (mail oli@other-u.edu),
-#              ldapnobody (mail nobody@nowhere.test)
-#   ou=groups: demo-researchers {ldapann}, other-researchers {ldapoli},
+#              ldapnobody (mail nobody@nowhere.test), and two people named like
+#              accounts the hub refuses: daemon (a Unix system account, UID below
+#              auth.min_uid) and root (mail daemon@ / root@demo-u.edu)
+#   ou=groups: demo-researchers {ldapann, daemon, root}, other-researchers {ldapoli},
 #              visitors {ldapnobody}  (groupOfNames, `member` holds user DNs)
-# None of these names are Unix accounts: a sign-in proves the directory is used.
+# None of ldapann, ldapoli, ldapnobody are Unix accounts: a sign-in proves the
+# directory is used. daemon and root map to demo-u by their group: only the
+# user-name rules refuse them.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -35,7 +39,10 @@ PID_FILE="$RUN/slapd.pid"
 ROOT_PW_FILE="$LDIR/admin-password"
 USER_PW_FILE="$LDIR/user-password"
 SLAPD=/usr/sbin/slapd
-PEOPLE=(ldapann:ann@demo-u.edu ldapoli:oli@other-u.edu ldapnobody:nobody@nowhere.test)
+PEOPLE=(ldapann:ann@demo-u.edu ldapoli:oli@other-u.edu ldapnobody:nobody@nowhere.test
+  daemon:daemon@demo-u.edu root:root@demo-u.edu)
+# group:member,member...
+LDAP_GROUPS=(demo-researchers:ldapann,daemon,root other-researchers:ldapoli visitors:ldapnobody)
 
 gen_password() {
   local pw=""
@@ -151,14 +158,20 @@ userPassword: $hash
 EOF
   done
   local group
-  for group in demo-researchers:ldapann other-researchers:ldapoli visitors:ldapnobody; do
-    cat <<EOF
-dn: cn=${group%%:*},ou=groups,$BASE
-objectClass: groupOfNames
-cn: ${group%%:*}
-member: uid=${group#*:},ou=people,$BASE
+  for group in "${LDAP_GROUPS[@]}"; do
+    printf 'dn: cn=%s,ou=groups,%s\nobjectClass: groupOfNames\ncn: %s\n' \
+      "${group%%:*}" "$BASE" "${group%%:*}"
+    members_ldif "$group"
+    echo
+  done
+}
 
-EOF
+# The member lines of one LDAP_GROUPS entry.
+members_ldif() {
+  local who members
+  IFS=, read -ra members <<<"${1#*:}"
+  for who in "${members[@]}"; do
+    printf 'member: uid=%s,ou=people,%s\n' "$who" "$BASE"
   done
 }
 
@@ -173,13 +186,21 @@ load_entries() {
   local n
   n=$(ldapsearch -x -H "$URL" -b "$BASE" -LLL '(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))' dn |
     grep -c '^dn:') || true
-  ((n == 6)) || die "expected 3 people and 3 groups in $BASE, found $n entries"
+  local want=$((${#PEOPLE[@]} + ${#LDAP_GROUPS[@]}))
+  ((n == want)) || die "expected ${#PEOPLE[@]} people and ${#LDAP_GROUPS[@]} groups in $BASE, found $n entries"
   # Set every time, like users.sh: cheap, and repairs a regenerated password file.
   local hash
   hash=$(slappasswd -T "$USER_PW_FILE")
   for who in "${PEOPLE[@]}"; do
     printf 'dn: uid=%s,ou=people,%s\nchangetype: modify\nreplace: userPassword\nuserPassword: %s\n\n' \
       "${who%%:*}" "$BASE" "$hash"
+  done | ldapmodify -x -H "$URL" -D "$ROOT_DN" -y "$ROOT_PW_FILE" >/dev/null
+  # Members too: a directory loaded by an older version of this script gets new ones.
+  local group
+  for group in "${LDAP_GROUPS[@]}"; do
+    printf 'dn: cn=%s,ou=groups,%s\nchangetype: modify\nreplace: member\n' "${group%%:*}" "$BASE"
+    members_ldif "$group"
+    echo
   done | ldapmodify -x -H "$URL" -D "$ROOT_DN" -y "$ROOT_PW_FILE" >/dev/null
 }
 

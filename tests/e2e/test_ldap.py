@@ -1,6 +1,7 @@
 """LDAP sign-in against a real slapd (deploy/dev/ldap.sh): directory group ->
 institution, a user in no mapped group refused with a page that says why and
-nothing created, the Unix accounts not used. Real JupyterHub + ldapauthenticator.
+nothing created, names no person may use (root, a system account) refused the
+same way, the Unix accounts not used. Real JupyterHub + ldapauthenticator.
 
 The directory's people (ldapann, ldapoli, ldapnobody) are not Unix accounts, so
 no server is spawned for them: sign-in, mapping and groups are what is tested.
@@ -137,3 +138,37 @@ def test_wrong_password_and_unix_accounts_are_refused(
     _, r, _ = sign_in(ldap_hub, "alice", password)
     assert r.status_code == 403
     assert oli.api("GET", "/hub/api/users/alice").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "name,why",
+    [
+        # A Unix system account here (UID 1), in the directory and in demo-u's group.
+        ("daemon", "daemon is a system account on this hub's machine (UID 1; people's accounts"),
+        # Reserved by name (auth.denied_users; root always).
+        ("root", "the name root is reserved on this hub (an administrator or service account)"),
+    ],
+)
+def test_names_no_person_may_use_are_refused_and_nothing_created(
+    ldap_hub: Hub, ldap_password: str, oli: HubUser, name: str, why: str
+) -> None:
+    user, r, _ = sign_in(ldap_hub, name, ldap_password)
+    assert r.status_code == 403
+    page = html.unescape(r.text)
+    # The refused-sign-in page, not the form's "Invalid username or password".
+    assert "<title>Sign-in refused: account not allowed</title>" in page
+    assert "Sign-in refused: this account cannot use the hub" in page
+    assert f"You signed in as {name}, but {why}" in page
+    assert "so the sign-in was refused and nothing was created for you" in page
+    assert 'status 403, "Account not allowed"' in page
+    assert "Invalid username or password" not in page
+    assert "jupyterhub-session-id" not in r.cookies and "jupyterhub-hub-login" not in r.cookies
+    assert user.session.get(ldap_hub.url + "/hub/api/user", timeout=10).status_code == 403
+
+    assert oli.api("GET", f"/hub/api/users/{name}").status_code == 404
+    assert name not in [u["name"] for u in oli.api("GET", "/hub/api/users").json()]
+    data = Path(ldap_hub.settings["data_root"])
+    assert not (data / "demo-u" / name).exists()
+    assert not [p for p in data.rglob("*") if p.name == name]
+    # The hub's log says who was refused and why (for the admins).
+    assert f"Sign-in refused for {name}: " in ldap_hub.log_path.read_text()

@@ -1,7 +1,9 @@
 """OIDC sign-in against a real OpenID provider (npm oidc-provider, tests/fixtures/oidc),
-the full authorization-code flow through the hub's login: email domain -> institution,
-an unknown domain or an unverified address refused with a page that says why, an
-unusable username refused. Real JupyterHub + oauthenticator's GenericOAuthenticator.
+the full authorization-code flow through the hub's login: email domain -> institution
+(only a verified address), an unknown domain or an unverified or unmarked address
+refused with a page that says why, an unusable username refused, a username no person
+may use (root, a system account) refused with the page and nothing created. Real
+JupyterHub + oauthenticator's GenericOAuthenticator.
 
 No server is spawned: the provider's accounts are not Unix users.
 """
@@ -40,6 +42,11 @@ ACCOUNTS = {
     "zed": {"email": "zed@unknown.example", "email_verified": True},
     # Claims demo-u's domain, but the provider has not verified the address.
     "mallory": {"email": "mallory@demo-u.edu", "email_verified": False},
+    # Claims demo-u's domain, and the provider says nothing about verification.
+    "nora": {"email": "nora@demo-u.edu"},
+    # Verified demo-u addresses, usernames the hub never lets a person use.
+    "rooty": {"email": "rooty@demo-u.edu", "email_verified": True, "preferred_username": "root"},
+    "sysd": {"email": "sysd@demo-u.edu", "email_verified": True, "preferred_username": "daemon"},
     # A username JupyterHub's username_pattern refuses.
     "evil": {
         "email": "evil@demo-u.edu",
@@ -252,3 +259,38 @@ def test_unsafe_username_is_refused(oidc_hub: Hub, ops: HubUser) -> None:
     assert "the username your identity provider gave is not one this hub can use" in page_text(r)
     names = [u["name"] for u in ops.api("GET", "/hub/api/users").json()]
     assert not [n for n in names if "evil" in n]
+
+
+def test_an_email_without_email_verified_is_not_verified(oidc_hub: Hub, ops: HubUser) -> None:
+    _, r, _ = oidc_sign_in(oidc_hub, "nora")
+    assert r.status_code == 403
+    text = page_text(r)
+    # The address was not even shown: it counted for nothing.
+    assert "You signed in as nora, but your account belongs to no institution" in text
+    assert ops.api("GET", "/hub/api/users/nora").status_code == 404
+    assert not list(oidc_hub.root.rglob("*nora*"))
+
+
+@pytest.mark.parametrize(
+    "login,name,why",
+    [
+        ("rooty", "root", "the name root is reserved on this hub"),
+        ("sysd", "daemon", "daemon is a system account on this hub's machine (UID 1;"),
+    ],
+)
+def test_names_no_person_may_use_are_refused_and_nothing_created(
+    oidc_hub: Hub, ops: HubUser, login: str, name: str, why: str
+) -> None:
+    session, r, _ = oidc_sign_in(oidc_hub, login)
+    assert r.status_code == 403
+    assert "<title>Sign-in refused: account not allowed</title>" in r.text
+    text = page_text(r)
+    assert "Sign-in refused: this account cannot use the hub" in text
+    assert f"You signed in as {name}, but {why}" in text
+    assert "so the sign-in was refused and nothing was created for you" in text
+    assert session.get(oidc_hub.url + "/hub/api/user", timeout=10).status_code == 403
+    assert ops.api("GET", f"/hub/api/users/{name}").status_code == 404
+    assert name not in [u["name"] for u in ops.api("GET", "/hub/api/users").json()]
+    data = Path(oidc_hub.settings["data_root"])
+    assert not [p for p in data.rglob("*") if p.name == name]
+    assert f"Sign-in refused for {name}: " in oidc_hub.log_path.read_text()

@@ -14,6 +14,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from traitlets.config import Config
 
 from jupyterhub_config.apply import (
+    AUTHENTICATOR_CLASSES,
     OIDC_REFUSED_MESSAGE,
     SCITEX_ADMIN_SCOPE,
     apply_all,
@@ -88,16 +89,40 @@ def test_identity_pam_has_nothing_but_the_name() -> None:
 
 
 def test_identity_oidc_from_oauthenticators_auth_state() -> None:
-    model = oidc_model({"sub": "1", "email": "ann@demo-u.edu", "groups": ["g1", "g2"]})
+    model = oidc_model(
+        {"sub": "1", "email": "ann@demo-u.edu", "email_verified": True, "groups": ["g1", "g2"]}
+    )
     assert model["auth_state"]["oauth_user"]["email"] == "ann@demo-u.edu"
     assert identity_from_auth_model(model) == ("ann@demo-u.edu", ["g1", "g2"])
 
 
-def test_identity_oidc_unverified_email_is_ignored() -> None:
-    model = oidc_model({"sub": "1", "email": "x@demo-u.edu", "email_verified": False})
+@pytest.mark.parametrize(
+    "verified,counts",
+    [
+        (True, True),
+        ("true", True),  # AWS Cognito sends a string
+        ("TRUE", True),
+        (False, False),
+        ("false", False),
+        (None, False),  # a missing claim is not verified
+        (1, False),
+        ("yes", False),
+        ([True], False),
+    ],
+)
+def test_identity_oidc_email_counts_only_when_verified(verified: Any, counts: bool) -> None:
+    claims: dict[str, Any] = {"sub": "1", "email": "x@demo-u.edu"}
+    if verified is not None:
+        claims["email_verified"] = verified
+    model = oidc_model(claims)
+    assert identity_from_auth_model(model) == (("x@demo-u.edu" if counts else None), [])
+
+
+def test_identity_oidc_unverified_email_never_falls_back_to_other_fields() -> None:
+    model = oidc_model({"sub": "1", "email": "x@demo-u.edu"})
+    model["auth_state"]["email"] = "x@demo-u.edu"
+    model["auth_state"]["user_attributes"] = {"mail": ["x@demo-u.edu"]}
     assert identity_from_auth_model(model) == (None, [])
-    model = oidc_model({"sub": "1", "email": "x@demo-u.edu", "email_verified": True})
-    assert identity_from_auth_model(model) == ("x@demo-u.edu", [])
 
 
 def test_identity_ldap_groups_by_dn_and_by_name() -> None:
@@ -137,7 +162,8 @@ def test_ldap_group_dns() -> None:
 
 def test_hook_maps_each_kind_to_one_institution() -> None:
     assert run_hook({"name": "alice", "auth_state": None})["groups"] == ["demo-u"]
-    assert run_hook(oidc_model({"email": "ann@Demo-U.edu"}))["groups"] == ["demo-u"]
+    verified = {"email": "ann@Demo-U.edu", "email_verified": True}
+    assert run_hook(oidc_model(verified))["groups"] == ["demo-u"]
     assert run_hook(ldap_model("ldapann", [f"cn=demo-researchers,{BASE}"]))["groups"] == ["demo-u"]
     dn = "cn=other staff,ou=staff,dc=example,dc=edu"
     assert run_hook(ldap_model("ldapoli", [dn]))["groups"] == ["other-u"]
@@ -147,7 +173,12 @@ def test_hook_maps_each_kind_to_one_institution() -> None:
 
 def test_hook_refuses_who_maps_to_none_with_a_reason() -> None:
     with pytest.raises(NoInstitution) as e:
-        run_hook(oidc_model({"email": "zed@elsewhere.example", "groups": ["visitors"]}, "zed"))
+        run_hook(
+            oidc_model(
+                {"email": "zed@elsewhere.example", "email_verified": True, "groups": ["visitors"]},
+                "zed",
+            )
+        )
     assert e.value.status_code == 403
     assert e.value.reason == "No institution"
     message = e.value.jupyterhub_message
@@ -159,7 +190,7 @@ def test_hook_refuses_who_maps_to_none_with_a_reason() -> None:
     # User data is never read as a format string.
     assert e.value.log_message == "%s" and e.value.args == (message,)
     with pytest.raises(NoInstitution, match="100%"):
-        run_hook(oidc_model({"email": "100%@nowhere.example"}, "pct"))
+        run_hook(oidc_model({"email": "100%@nowhere.example", "email_verified": True}, "pct"))
 
 
 def test_hook_refuses_ambiguous_and_unverified() -> None:
@@ -171,6 +202,9 @@ def test_hook_refuses_ambiguous_and_unverified() -> None:
         run_hook(both)
     with pytest.raises(NoInstitution):
         run_hook(oidc_model({"email": "mallory@demo-u.edu", "email_verified": False}, "m"))
+    # No email_verified claim at all: not verified either.
+    with pytest.raises(NoInstitution, match="You signed in as nora, but"):
+        run_hook(oidc_model({"email": "nora@demo-u.edu"}, "nora"))
 
 
 def test_hook_lets_admins_in_without_institution() -> None:
@@ -242,7 +276,7 @@ def test_apply_auth_ldap() -> None:
     c = Config()
     apply_auth(c, settings)
     ldap = c.LDAPAuthenticator
-    assert c.JupyterHub.authenticator_class == "ldapauthenticator.LDAPAuthenticator"
+    assert c.JupyterHub.authenticator_class == AUTHENTICATOR_CLASSES["ldap"]
     assert ldap.server_port == 3890
     assert ldap.tls_strategy == "insecure"
     assert ldap.allowed_groups == [
@@ -296,7 +330,7 @@ def test_apply_auth_oidc(tmp_path: Path) -> None:
     c = Config()
     apply_auth(c, settings_with_auth(oidc))
     g = c.GenericOAuthenticator
-    assert c.JupyterHub.authenticator_class == "generic-oauth"
+    assert c.JupyterHub.authenticator_class == AUTHENTICATOR_CLASSES["oidc"]
     assert g.client_secret == "client-secret-value"
     assert (g.authorize_url, g.token_url, g.userdata_url) == (
         "http://127.0.0.1:9000/auth",

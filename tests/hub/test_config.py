@@ -150,7 +150,9 @@ def test_apply_hub() -> None:
 def test_apply_auth_pam() -> None:
     c = Config()
     apply_auth(c, parse_settings(DEMO))
-    assert c.JupyterHub.authenticator_class == "pam"
+    assert c.JupyterHub.authenticator_class == (
+        "scitex_spawner.authenticators.SciTeXPAMAuthenticator"
+    )
     assert c.Authenticator.admin_users == {"admin"}
     assert c.Authenticator.manage_groups is True
     assert c.Authenticator.username_pattern == USERNAME_PATTERN
@@ -168,7 +170,9 @@ def test_apply_auth_ldap_and_oidc(tmp_path: Path) -> None:
         },
     }
     apply_auth(c, parse_settings(settings_with(auth=ldap)))
-    assert c.JupyterHub.authenticator_class == "ldapauthenticator.LDAPAuthenticator"
+    assert c.JupyterHub.authenticator_class == (
+        "scitex_spawner.authenticators.SciTeXLDAPAuthenticator"
+    )
     assert c.LDAPAuthenticator.server_address == "ldap.example.edu"
     assert c.LDAPAuthenticator.bind_dn_template == ["uid={username},ou=people,dc=example,dc=edu"]
     assert c.LDAPAuthenticator.auth_state_attributes == ["mail"]
@@ -185,7 +189,9 @@ def test_apply_auth_ldap_and_oidc(tmp_path: Path) -> None:
         },
     }
     apply_auth(c, parse_settings(settings_with(auth=oidc)))
-    assert c.JupyterHub.authenticator_class == "generic-oauth"
+    assert c.JupyterHub.authenticator_class == (
+        "scitex_spawner.authenticators.SciTeXOIDCAuthenticator"
+    )
     assert c.GenericOAuthenticator.authorize_url == "https://id.example.edu/auth"
     assert c.GenericOAuthenticator.token_url == "https://id.example.edu/token"
 

@@ -215,6 +215,61 @@ async def test_an_unreachable_gitea_is_an_error_entry() -> None:
     }
 
 
+async def test_the_fake_shows_is_admin_only_to_admins_and_the_user_like_gitea(
+    gitea: tuple[FakeGiteaServer, str],
+) -> None:
+    # Gitea's convert.ToUser: is_admin is set only when the viewer is a site admin or the user.
+    server, admin_token = gitea
+    server.fake.add_user("erin", admin=True)
+    server.fake.add_user("alice")
+    alice = GiteaClient(server.url, server.fake.add_token("alice"))
+    erin = GiteaClient(server.url, server.fake.add_token("erin"))
+    assert (await GiteaClient(server.url, admin_token).get_user("erin")).is_admin is True
+    assert (await erin.get_current_user()).is_admin is True
+    assert (await alice.get_user("erin")).is_admin is False
+    assert (await GiteaClient(server.url, admin_token).get_user("alice")).is_admin is False
+
+
+def tokens_of(server: FakeGiteaServer, login: str) -> list[str]:
+    return [t.name for t in server.fake.tokens.values() if t.user == login.lower()]
+
+
+async def test_an_existing_gitea_site_admin_is_never_adopted(
+    gitea: tuple[FakeGiteaServer, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, admin_token = gitea
+    caplog.set_level(logging.INFO)
+    server.fake.add_user("erin", admin=True)
+    own = server.fake.add_token("erin", "erins-own", ("all",))
+    prov = provisioner(server, admin_token)
+    # Even with a valid token of that account in the stored state (signed in before).
+    for previous in (None, {"token": own}):
+        entry = await prov.provision("erin", "demo-u", previous=previous)
+        assert entry == {
+            "url": server.url,
+            "error": "Gitea was not set up for you: the Gitea account erin is a Gitea site "
+            "administrator, and the hub gives no server a token of an administrator account; "
+            "ask your administrator",
+        }
+    # No token made, no organization or team touched.
+    assert tokens_of(server, "erin") == ["erins-own"]
+    assert await prov.api.get_org("demo-u") is None
+    assert "Gitea provisioning for erin refused" in caplog.text
+    # The hub's own Gitea admin likewise (also refused at sign-in: auth.denied_users).
+    entry = await prov.provision("gitea-admin", None)
+    assert "gitea-admin is a Gitea site administrator" in entry["error"]
+    assert tokens_of(server, "gitea-admin") == ["hub"]
+    # By name too, should the hub's admin token not show is_admin.
+    server.fake.add_user("boss")
+    admin = GiteaAdmin(server.url, admin_token, "Boss", ADMIN_PASSWORD)
+    named = GiteaProvisioner(admin, INSTITUTIONS, log=logging.getLogger("test.gitea"))
+    assert "boss is a Gitea site administrator" in (await named.provision("boss", None))["error"]
+    assert tokens_of(server, "boss") == []
+    # A user who is not an admin is adopted as before.
+    server.fake.add_user("alice")
+    assert (await prov.provision("alice", "demo-u"))["token"]
+
+
 class FakeUser:
     def __init__(self, state: dict[str, Any] | None) -> None:
         self.state = state
