@@ -1,35 +1,100 @@
 """Entry point of the notebook server inside a SLURM job.
 
-Picks a free port on this node, reports it to the hub's port callback with
-this server's own token, then becomes ``jupyterhub-singleuser`` on that port.
-The token travels in the environment and an HTTP header, never on a command
-line.
+The server binds and listens on its port first, then reports that port to the
+hub's port callback with this server's own token, and serves on the very socket
+it reported (:mod:`.server_app`): no other process on the node can take the port
+between the report and the server. The token travels in the environment and an
+HTTP header, never on a command line.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
+import random
+import re
 import socket
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import urlparse, urlunparse
 
 CALLBACK_PATH = "scitex/port"
+_PORT_RANGE_RE = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?\Z")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """``"LOW-HIGH"`` (or one port) -> ``(LOW, HIGH)``; ``""`` -> None (any port)."""
+    text = text.strip()
+    if not text:
+        return None
+    match = _PORT_RANGE_RE.match(text)
+    if not match:
+        raise ValueError(f"server_ports must look like 40000-40999, got {text!r}")
+    low = int(match.group(1))
+    high = int(match.group(2) or low)
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"server_ports {text!r} is not a range of ports 1-65535 (LOW-HIGH)")
+    return low, high
 
 
-def report_port(api_url: str, token: str, port: int, attempts: int = 10) -> None:
+def _bind(port: int, ip: str) -> list[socket.socket]:
+    from tornado.netutil import bind_sockets
+
+    # bind_sockets listens at once; for "" (all interfaces) it binds IPv4 and IPv6,
+    # the second on the port the first got.
+    return bind_sockets(port, ip or None)
+
+
+def listen_on_free_port(ip: str, ports: tuple[int, int] | None) -> list[socket.socket]:
+    """Sockets already *listening* on one free port of ``ports`` (any port if None).
+
+    Ports of the range are tried from a random one on, so servers starting together
+    on a node rarely try the same one; a port someone else holds is skipped.
+    """
+    if ports is None:
+        candidates = [0] * 5  # the OS picks; retried only if IPv6 finds it taken
+    else:
+        low, high = ports
+        start = random.randint(low, high)  # noqa: S311 - spreading load, not a secret
+        candidates = [*range(start, high + 1), *range(low, start)]
+    for port in candidates:
+        try:
+            return _bind(port, ip)
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            raise
+    where = ip or "all interfaces"
+    wanted = "" if ports is None else f" in {ports[0]}-{ports[1]}"
+    raise OSError(errno.EADDRINUSE, f"cannot listen: no free port{wanted} on {where} (all taken)")
+
+
+def report_listening(api_url: str, token: str, sockets: Sequence[socket.socket]) -> int:
+    """Report the port of ``sockets`` to the hub; they must be listening already.
+
+    Takes sockets, not a number: this server can only report a port it holds.
+    """
+    if not sockets:
+        raise ValueError("no listening socket to report")
+    ports = set()
+    for sock in sockets:
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise ValueError(f"socket {sock.getsockname()} is not listening; not reporting it")
+        ports.add(int(sock.getsockname()[1]))
+    if len(ports) != 1:
+        raise ValueError(f"the listening sockets are on several ports {sorted(ports)}")
+    [port] = ports
+    _post_port(api_url, token, port)
+    return port
+
+
+def _post_port(api_url: str, token: str, port: int, attempts: int = 10) -> None:
     """POST ``{"port": port}`` to the hub; retry while the hub is unreachable."""
     url = api_url.rstrip("/") + "/" + CALLBACK_PATH
     body = json.dumps({"port": port}).encode()
@@ -127,19 +192,11 @@ def main(argv: list[str] | None = None) -> None:
             # None in sys.modules makes `import name` raise ImportError.
             sys.modules.setdefault(name, None)  # type: ignore[arg-type]
         import_jupyterlab_without_node()
-    # Import the server before taking a port, so the port is free for as short a
-    # time as possible; the same interpreter then runs it (no second start-up).
-    from jupyterhub.singleuser import main as singleuser_main
+    from .server_app import main as server_main
 
-    port = free_port()
-    report_port(api_url, token, port)
-    service_url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-    if service_url:
-        os.environ["JUPYTERHUB_SERVICE_URL"] = with_port(service_url, port)
-    else:
-        args = [*args, f"--port={port}"]
+    # The server binds its port, reports it (SciTeXServerApp) and serves on it.
     sys.argv = ["jupyterhub-singleuser", *args]
-    sys.exit(singleuser_main())
+    sys.exit(server_main())
 
 
 if __name__ == "__main__":
