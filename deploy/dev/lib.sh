@@ -3,7 +3,8 @@
 # Sourced, never run: `. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"`.
 
 # Software (npm installs, symlinks in bin/) and state (SLURM config, spool, logs,
-# the demo password) live in two fixed places so every tool agrees on them.
+# the demo's two passwords: demo-password for researchers, demo-admin-password for the
+# hub admin, both 0600) live in two fixed places so every tool agrees on them.
 SCITEX_PREFIX="${SCITEX_PREFIX:-/opt/scitex}"
 SCITEX_DEV_DIR="${SCITEX_DEV_DIR:-/var/lib/scitex-dev}"
 SCITEX_SLURM_DIR="$SCITEX_DEV_DIR/slurm"
