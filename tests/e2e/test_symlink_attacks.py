@@ -154,3 +154,58 @@ def test_the_usage_walk_does_not_follow_a_link_to_bobs_directory(
     assert users is not None
     assert users["alice"]["used_bytes"] < 1 * MiB
     assert users["bob"]["used_bytes"] >= 8 * MiB
+
+
+def test_the_job_log_reader_refuses_a_link_at_any_level(
+    hub: Hub, password: str, trees: dict[str, Path]
+) -> None:
+    alice = signed_in(hub, "alice", password)
+    r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
+    assert r.status_code in (201, 202), r.text
+    alice.wait_ready()
+    for path, model in (
+        ("projects", {"type": "directory"}),
+        ("projects/p1", {"type": "directory"}),
+        ("projects/p1/run.sh", {"type": "file", "format": "text", "content": "echo alice\n"}),
+    ):
+        r = alice.api("PUT", f"/user/alice/api/contents/{path}", json=model)
+        assert r.status_code in (200, 201), r.text
+    jobs = "/user/alice/scitex/api/jobs"
+    r = alice.api("POST", jobs, json={"project": "p1", "script": "run.sh", "resources": {}})
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = alice.api("GET", f"{jobs}/{job_id}/log")
+        if r.status_code == 200 and "alice" in r.json()["log"]:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"no log of job {job_id}: {r.status_code} {r.text}")
+
+    # bob's log at the same place in his tree, and a file of alice's own outside hers.
+    bob_jobs = trees["bob"] / "projects" / "p1" / ".scitex" / "jobs"
+    as_user("bob", "mkdir", "-p", str(bob_jobs))
+    as_user("bob", "sh", "-c", f"echo bob-secret > {bob_jobs}/{job_id}.log")
+    elsewhere = Path(f"/tmp/scitex-e2e-alice-{job_id}")
+    as_user("alice", "mkdir", "-p", str(elsewhere / ".scitex" / "jobs"))
+    as_user("alice", "sh", "-c", f"echo alice-elsewhere > {elsewhere}/.scitex/jobs/{job_id}.log")
+    p1 = trees["alice"] / "projects" / "p1"
+    try:
+        for level, target in (
+            (".scitex/jobs", bob_jobs),
+            (".scitex", elsewhere / ".scitex"),
+        ):
+            real = p1 / (level + ".real")
+            as_user("alice", "mv", str(p1 / level), str(real))
+            as_user("alice", "ln", "-s", str(target), str(p1 / level))
+            r = alice.api("GET", f"{jobs}/{job_id}/log")
+            assert r.status_code == 404, r.text
+            assert f"projects/p1/{level} is a symbolic link" in r.text, r.text
+            assert "secret" not in r.text and "elsewhere" not in r.text
+            as_user("alice", "rm", str(p1 / level))
+            as_user("alice", "mv", str(real), str(p1 / level))
+        assert alice.api("GET", f"{jobs}/{job_id}/log").status_code == 200
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+        alice.api("DELETE", "/hub/api/users/alice/server")
