@@ -32,6 +32,7 @@ __all__ = [
     "open_file_beneath",
     "open_file_in_tree",
     "open_subdir",
+    "open_tree",
 ]
 
 #: Flags for every directory opened below a trusted one.
@@ -206,16 +207,21 @@ def make_user_tree(path: str, subdir: str, uid: int, gid: int, mode: int = 0o700
         os.close(top)
 
 
-def open_file_in_tree(top: str, relative: str, flags: int = os.O_RDONLY) -> int:
-    """Open the file ``relative`` in a user's tree ``top`` (``<data_root>/<inst>/<user>``):
-    ``top``'s parent is trusted, ``top`` and everything below it is opened as in
-    :func:`open_file_beneath`. ``UnsafePath.relative`` is relative to ``top``."""
+def open_tree(top: str) -> int:
+    """Open a user's tree ``top`` (``<data_root>/<inst>/<user>``): its parent is trusted
+    (root's), ``top`` itself is opened with ``O_NOFOLLOW`` (``UnsafePath.relative == ""``)."""
     parent_path, name = os.path.split(top.rstrip("/"))
     parent = open_dir(parent_path)
     try:
-        top_fd = open_subdir(parent, name, "")
+        return open_subdir(parent, name, "")
     finally:
         os.close(parent)
+
+
+def open_file_in_tree(top: str, relative: str, flags: int = os.O_RDONLY) -> int:
+    """Open the file ``relative`` in a user's tree ``top`` (:func:`open_tree`), every level
+    as in :func:`open_file_beneath`. ``UnsafePath.relative`` is relative to ``top``."""
+    top_fd = open_tree(top)
     try:
         return open_file_beneath(top_fd, relative, flags)
     finally:

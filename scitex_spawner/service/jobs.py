@@ -47,6 +47,7 @@ from ..profiles import Profile, ResolvedResources, UserOptionsError, resolve_use
 from ..script import BatchJobSpec, render_batch_script
 from ..slurm import FINAL_STATES, JOB_ID_RE, FinishedJob, SlurmClient, SlurmError
 from .handlers import APIError, APIHandler, ServiceContext
+from .job_paths import locate_script
 
 __all__ = [
     "JOBS_SCOPE",
@@ -569,28 +570,13 @@ class ComputeJobs(LoggingConfigurable):
     # -- submitting ----------------------------------------------------------------------
 
     def locate(self, institution: str, user: str, request: JobRequest) -> None:
-        """Check on disk that the project exists and the script is a file inside it
-        (symlinks resolved); blocking: call in a thread."""
-        data_dir = os.path.realpath(self.site.data_dir(institution, user))
-        project_dir = self.site.project_dir(institution, user, request.project)
-        project_real = os.path.realpath(project_dir)
-        if not project_real.startswith(data_dir + os.sep) or not os.path.isdir(project_real):
-            raise JobRequestError(f"{user} has no project {request.project!r}")
-        if project_real != os.path.join(data_dir, self.site.projects_dir, request.project):
-            # A project that is a symlink (even to another of the user's directories)
-            # would bind something else than <project> into the job.
-            raise JobRequestError(f"The project {request.project!r} is not a directory")
-        script_real = os.path.realpath(os.path.join(project_real, request.script))
-        if not script_real.startswith(project_real + os.sep):
-            raise JobRequestError(f"The script {request.script!r} leads outside the project")
-        if not os.path.isfile(script_real):
-            raise JobRequestError(f"No file {request.script!r} in project {request.project!r}")
-        if os.path.relpath(script_real, project_real) != request.script:
-            # The job runs the path as given, from the project: it must not change meaning.
-            raise JobRequestError(
-                f"The script {request.script!r} is a symlink; give the file's own path "
-                f"({os.path.relpath(script_real, project_real)})"
-            )
+        """Check on disk that the project is a real directory and the script a regular file
+        inside it, never through a link (job_paths: the service may run as root). Blocking."""
+        data_dir = self.site.data_dir(institution, user)
+        try:
+            locate_script(data_dir, self.site.projects_dir, request.project, request.script, user)
+        except ValueError as e:
+            raise JobRequestError(str(e)) from None
 
     def job_environment(self, user: str) -> dict[str, str]:
         """What sbatch (and so the job) gets: no secret of the service's."""

@@ -16,7 +16,13 @@ import pytest
 
 import scitex_safefs as safefs
 from scitex_spawner.service.handlers import APIError
-from scitex_spawner.service.jobs import ComputeJobs, JobSite, QueueEntry
+from scitex_spawner.service.jobs import (
+    ComputeJobs,
+    JobRequest,
+    JobRequestError,
+    JobSite,
+    QueueEntry,
+)
 from scitex_spawner.spawner import SpawnFailed, _make_user_dir
 from tests.services import require_root
 
@@ -274,3 +280,55 @@ def test_the_log_reader_refuses_a_fifo_and_another_users_file(
             jobs.read_log("demo-u", "alice", entry(job_id))
         assert e.value.status_code == 404
     assert jobs.read_log("demo-u", "alice", entry("10"))["exists"] is False
+
+
+# ---- the service's check of a compute job's script -------------------------------------
+
+
+@pytest.fixture
+def scripts(site: Path, jobs: ComputeJobs) -> ComputeJobs:
+    for home in (site / "alice", site / "bob"):
+        (home / "projects" / "p1" / "sub").mkdir(parents=True, exist_ok=True)
+        (home / "projects" / "p1" / "sub" / "fit.py").write_text("print(1)\n")
+    (site / "bob" / "projects" / "p1" / "only-bob.py").write_text("print(2)\n")
+    return jobs
+
+
+def locate(jobs: ComputeJobs, script: str) -> None:
+    jobs.locate("demo-u", "alice", JobRequest("p1", script, {}))
+
+
+@pytest.mark.parametrize(
+    "level,words",
+    [
+        ("projects", "alice has no project 'p1' (projects is a symbolic link)"),
+        ("projects/p1", "alice has no project 'p1' (projects/p1 is a symbolic link)"),
+        ("projects/p1/sub", "leads through sub, a symbolic link"),
+    ],
+)
+def test_the_script_check_never_looks_through_a_link(
+    site: Path, scripts: ComputeJobs, level: str, words: str
+) -> None:
+    home = site / "alice"
+    locate(scripts, "sub/fit.py")
+    os.rename(home / level, home / "moved")
+    (home / level).symlink_to(site / "bob" / level)
+    with pytest.raises(JobRequestError) as e:
+        locate(scripts, "sub/fit.py")
+    assert words in str(e.value)
+
+
+def test_the_script_check_swapped_mid_walk_sees_nothing_of_bobs(
+    site: Path, scripts: ComputeJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = site / "alice"
+
+    def swap() -> None:
+        os.rename(home / "projects" / "p1", home / "p1-real")
+        (home / "projects" / "p1").symlink_to(site / "bob" / "projects" / "p1")
+
+    # After "projects" is opened, before "p1" is: the link is met and refused, and
+    # bob's only-bob.py is never found.
+    swap_after(monkeypatch, "open", "projects", swap)
+    with pytest.raises(JobRequestError, match="projects/p1 is a symbolic link"):
+        locate(scripts, "only-bob.py")
