@@ -19,7 +19,10 @@ ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
 # Directive values are read by sbatch, not a shell: they must still be one
 # token on one line.
 _DIRECTIVE_VALUE_RE = re.compile(r"^[^\s'\"`$;\\]+\Z")
-_COMMENT_RE = re.compile(r"^[A-Za-z0-9_.:=,-]+\Z")
+# SLURM prints a job's name and comment back, as given, to every reader of the queue:
+# ours hold a plain charset only (no newline, space, separator or control character).
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_.+/-]{1,1024}\Z")
+_COMMENT_RE = re.compile(r"^[A-Za-z0-9_.:=,-]{1,1024}\Z")
 
 
 class ScriptError(ValueError):
@@ -49,6 +52,18 @@ class BatchJobSpec:
     forward_env_prefix: str = ""
     extra_directives: tuple[str, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        if not JOB_NAME_RE.match(self.job_name):
+            raise ScriptError(
+                f"job name {self.job_name!r} may hold letters, digits and _ . + - / only "
+                "(at most 1024)"
+            )
+        if not _COMMENT_RE.match(self.comment):
+            raise ScriptError(
+                f"job comment {self.comment!r} may hold letters, digits and _ . : = , - only "
+                "(at most 1024)"
+            )
+
 
 def _directive(option: str, value: object) -> str:
     text = str(value)
@@ -59,8 +74,6 @@ def _directive(option: str, value: object) -> str:
 
 def render_batch_script(spec: BatchJobSpec) -> str:
     """The complete ``sbatch`` script for ``spec``."""
-    if not _COMMENT_RE.match(spec.comment):
-        raise ScriptError(f"job comment {spec.comment!r} has characters sbatch would mangle")
     lines = [
         "#!/bin/bash",
         _directive("job-name", spec.job_name),

@@ -3,8 +3,11 @@
 Stock batchspawner runs ``squeue`` once per server per poll and takes any error
 as the job's death. Here one :class:`QueueWatcher` per hub runs a single
 ``squeue`` per interval for all tracked jobs; a job is *gone* only when SLURM
-says so (no queue entry, and ``scontrol`` gives a final state or no longer
-knows the id). Any error or timeout leaves the job *unknown*: kept.
+says so (no queue entry, and ``squeue --states=all`` gives a final state or no
+longer knows the id). Any error or timeout leaves the job *unknown*: kept.
+Users choose job names and comments freely, so squeue's output is framed by
+marks they cannot know (:class:`SqueueFraming`), and a job counts as this hub's
+only when its tag names the user SLURM says owns it.
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from traitlets import Dict, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from .framing import FramingError, exit_code_text
+from .framing import SqueueFraming as SqueueFraming
+
 JOB_ID_RE = re.compile(r"^\d+(?:_\d+)?\Z")
-# Field separator for squeue's format: a control character no job name contains.
-_SEP = "\x1f"
+# squeue fields of the hub's queue poll (--format letters).
 _SQUEUE_FIELDS = ("%i", "%j", "%u", "%T", "%r", "%B", "%S", "%e", "%k")
+# squeue fields of one ended job (--Format names): exit_code has no letter.
+_RECORD_FIELDS = ("State", "Reason", "exit_code")
 
 # JobState values after which a job will never run again.
 FINAL_STATES = frozenset(
@@ -127,25 +134,15 @@ class FinishedJob:
         return f"{text} ({', '.join(details)})"
 
 
-def parse_squeue(output: str) -> dict[str, QueuedJob]:
+def parse_squeue(records: Sequence[Sequence[str]]) -> dict[str, QueuedJob]:
+    """The queue poll's records (fields of ``_SQUEUE_FIELDS``) -> jobs by id."""
     jobs: dict[str, QueuedJob] = {}
-    for line in output.splitlines():
-        fields = line.split(_SEP)
-        if len(fields) != len(_SQUEUE_FIELDS):
-            continue
-        job_id, name, user, state, reason, node, start, end, comment = (f.strip() for f in fields)
+    for record in records:
+        job_id, name, user, state, reason, node, start, end, comment = record
         if node in ("n/a", "(null)", "None"):
             node = ""
         jobs[job_id] = QueuedJob(job_id, name, user, state, reason, node, start, end, comment)
     return jobs
-
-
-_KV_RE = re.compile(r"(?:^|\s)(JobId|JobState|Reason|ExitCode|BatchHost)=(\S*)")
-
-
-def parse_scontrol_job(output: str) -> dict[str, str]:
-    """The few fields we need from ``scontrol -o show job ID``."""
-    return dict(_KV_RE.findall(output))
 
 
 def parse_node_addresses(output: str) -> dict[str, str]:
@@ -232,6 +229,8 @@ class SlurmClient(LoggingConfigurable):
             if base in ("sbatch", "squeue", "scontrol", "scancel", "sacct"):
                 name = base
                 break
+        if name == "squeue" and any(arg.startswith("--jobs=") for arg in argv):
+            name = "squeue --jobs"  # one ended job's record, apart from the queue polls
         SLURM_COMMANDS.labels(command=name).inc()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -270,12 +269,29 @@ class SlurmClient(LoggingConfigurable):
             raise ValueError(f"not a SLURM job id: {job_id!r}")
         await self.run([*prefix, self.command("scancel"), job_id], env=self.base_env())
 
+    async def squeue(
+        self, fields: Sequence[str], *args: str, long: bool = False
+    ) -> list[tuple[str, ...]]:
+        """``squeue --noheader ARGS`` -> one tuple of ``fields`` per job.
+
+        ``fields`` are ``--format`` letters (``%i``), or ``--Format`` names with
+        ``long``. The output is framed by fresh marks (:class:`SqueueFraming`), so no
+        job name or comment can end a field or add a record.
+        """
+        framing = SqueueFraming.fresh()
+        env = self.base_env()
+        env["SQUEUE_FORMAT2" if long else "SQUEUE_FORMAT"] = (
+            framing.long_format(fields) if long else framing.format(fields)
+        )
+        out = await self.run([self.command("squeue"), "--noheader", *args], env=env)
+        try:
+            return framing.records(out, len(fields))
+        except FramingError as e:
+            raise SlurmError(str(e)) from None
+
     async def queue(self) -> dict[str, QueuedJob]:
         """Every job in the queue (all users), in one ``squeue``."""
-        out = await self.run(
-            [self.command("squeue"), "--noheader", "--all", "--format", _SEP.join(_SQUEUE_FIELDS)]
-        )
-        return parse_squeue(out)
+        return parse_squeue(await self.squeue(_SQUEUE_FIELDS, "--all"))
 
     async def job_record(self, job_id: str) -> FinishedJob | None:
         """The controller's record of a job that left the queue.
@@ -287,16 +303,21 @@ class SlurmClient(LoggingConfigurable):
         if not JOB_ID_RE.match(job_id):
             raise ValueError(f"not a SLURM job id: {job_id!r}")
         try:
-            out = await self.run([self.command("scontrol"), "--oneliner", "show", "job", job_id])
+            # squeue, not scontrol: scontrol's one line holds the job's name, comment
+            # and paths unframed, and any of them can spell " JobState=...".
+            records = await self.squeue(
+                _RECORD_FIELDS, "--states=all", f"--jobs={job_id}", long=True
+            )
         except SlurmCommandError as e:
             if "Invalid job id" in e.stderr:
                 return FinishedJob(job_id, "PURGED", "", "")
             raise
-        fields = parse_scontrol_job(out)
-        state = fields.get("JobState", "")
+        if len(records) != 1:
+            raise SlurmError(f"squeue gave {len(records)} records for job {job_id}")
+        [(state, reason, exit_code)] = records
         if state not in FINAL_STATES:
             return None
-        return FinishedJob(job_id, state, fields.get("Reason", ""), fields.get("ExitCode", ""))
+        return FinishedJob(job_id, state, reason, exit_code_text(exit_code))
 
     async def node_addresses(self) -> dict[str, str]:
         out = await self.run([self.command("scontrol"), "--oneliner", "show", "node"])
@@ -375,7 +396,9 @@ class QueueWatcher(LoggingConfigurable):
         return self._task is not None and self._task.get_loop().is_closed()
 
     def is_ours(self, job: QueuedJob) -> bool:
-        return job.comment.startswith(self.tag)
+        """Tagged by this hub, for the user who owns it: anyone can copy a tag into
+        the comment of a job of their own, but it then names them, not the victim."""
+        return job.comment.startswith(f"{self.tag}user={job.user}:")
 
     def ensure_running(self) -> None:
         if self._task is None or self._task.done():

@@ -77,8 +77,7 @@ MAX_REMEMBERED = 10000
 # A recorded job SLURM no longer knows whose end the service never saw (it was down).
 UNKNOWN_STATE = "UNKNOWN"
 UNKNOWN_REASON = "SLURM forgot the job before the service saw it end"
-# squeue fields, split on a control character no job name or comment holds.
-_SEP = "\x1f"
+# squeue fields; SlurmClient.squeue frames them so no name or comment can forge a record.
 _SQUEUE_FIELDS = ("%i", "%j", "%u", "%T", "%r", "%B", "%V", "%S", "%e", "%k")
 
 
@@ -258,13 +257,11 @@ class QueueEntry:
         return self.state in FINAL_STATES
 
 
-def parse_queue(output: str) -> list[QueueEntry]:
+def parse_queue(records: Sequence[Sequence[str]]) -> list[QueueEntry]:
+    """squeue's records (fields of ``_SQUEUE_FIELDS``, see ``SlurmClient.squeue``)."""
     entries = []
-    for line in output.splitlines():
-        fields = [f.strip() for f in line.split(_SEP)]
-        if len(fields) != len(_SQUEUE_FIELDS):
-            continue
-        job_id, name, user, state, reason, node, submitted, start, end, comment = fields
+    for record in records:
+        job_id, name, user, state, reason, node, submitted, start, end, comment = record
         if node in ("n/a", "(null)", "None"):
             node = ""
         entries.append(
@@ -436,21 +433,12 @@ class ComputeJobs(LoggingConfigurable):
     async def user_jobs(self, user: str) -> list[QueueEntry]:
         """This user's jobs submitted through the service (any hub_id of ours), newest first."""
         try:
-            out = await self.slurm.run(
-                [
-                    self.slurm.command("squeue"),
-                    "--noheader",
-                    f"--user={user}",
-                    "--states=all",
-                    "--format",
-                    _SEP.join(_SQUEUE_FIELDS),
-                ]
-            )
+            records = await self.slurm.squeue(_SQUEUE_FIELDS, f"--user={user}", "--states=all")
         except SlurmError as e:
             raise APIError(503, f"SLURM did not answer: {e}") from None
         jobs = [
             j
-            for j in parse_queue(out)
+            for j in parse_queue(records)
             if j.user == user and j.comment.startswith(self.site.tag_prefix)
         ]
         return sorted(jobs, key=lambda j: int(j.job_id.split("_")[0]), reverse=True)

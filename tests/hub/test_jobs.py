@@ -267,8 +267,8 @@ def test_the_log_reader_reads_only_alices_regular_file_in_the_project(
 # ---- reading SLURM ---------------------------------------------------------------------
 
 
-def test_squeue_lines_and_the_job_model() -> None:
-    line = "\x1f".join(
+def test_squeue_records_and_the_job_model() -> None:
+    record = tuple(
         [
             "12",
             "sub/fit.py",
@@ -282,7 +282,7 @@ def test_squeue_lines_and_the_job_model() -> None:
             "scitex-job:hub=demo:user=alice:project=p1",
         ]
     )
-    [job] = parse_queue(line + "\nbroken line\n")
+    [job] = parse_queue([record])
     assert job_model(job, FinishedJob("12", "FAILED", "NonZeroExitCode", "3:0")) == {
         "id": "12",
         "project": "p1",

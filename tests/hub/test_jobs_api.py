@@ -20,7 +20,7 @@ from scitex_spawner.profiles import load_profiles
 from scitex_spawner.service.app import make_app
 from scitex_spawner.service.handlers import ServiceContext
 from scitex_spawner.service.jobs import ComputeJobs, JobSite
-from scitex_spawner.slurm import SlurmClient, SlurmCommandError
+from scitex_spawner.slurm import SlurmClient, SlurmCommandError, SqueueFraming
 from tests.e2e.hubprocess import free_port
 from tests.hub.dbhelpers import sqlite_url
 from tests.hub.test_service_api import (
@@ -83,14 +83,16 @@ class FakeSlurm(SlurmClient):
     ) -> str:
         self.calls.append((list(argv), stdin, dict(env) if env is not None else None))
         if "squeue" in argv[0]:
+            framing = SqueueFraming.of_env(env or {})
+            if any(a.startswith("--jobs=") for a in argv):
+                # An ended job's record (State, Reason, exit_code).
+                return framing.render([["FAILED", "NonZeroExitCode", "768"]])
             [user] = [a.split("=", 1)[1] for a in argv if a.startswith("--user=")]
             # SLURM's answer for that user, plus a line of bob's that must be filtered out.
             lines = self.queue_lines.get(user, []) + self.queue_lines.get("bob-intruder", [])
-            return "".join("\x1f".join(line) + "\n" for line in lines)
+            return framing.render(lines)
         if "sbatch" in argv[-2]:
             return "101\n"
-        if "scontrol" in argv[0]:
-            return "JobId=5 JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0\n"
         if "scancel" in argv[-2]:
             return ""
         raise SlurmCommandError(argv[0], 1, "unexpected")
@@ -252,7 +254,9 @@ async def test_list_cancel_and_bob(base_url: str, jobs: ComputeJobs) -> None:
         ("6", "RUNNING", None),
         ("5", "FAILED", "3:0"),
     ]
-    assert all("--user=alice" in c[0] for c in slurm.calls if "squeue" in c[0][0])
+    assert all(
+        "--user=alice" in c[0] or "--jobs=5" in c[0] for c in slurm.calls if "squeue" in c[0][0]
+    )
 
     for method, path in [
         ("GET", "api/jobs/6"),
@@ -292,7 +296,8 @@ async def submitted(base_url: str) -> str:
 
 
 def scontrols(slurm: FakeSlurm) -> int:
-    return len([c for c in slurm.calls if "scontrol" in c[0][0]])
+    """Questions about one ended job (squeue --jobs=ID, once scontrol)."""
+    return len([c for c in slurm.calls if any(a.startswith("--jobs=") for a in c[0])])
 
 
 async def test_an_ended_job_stays_listed_after_slurm_forgets_it(

@@ -143,3 +143,31 @@ def test_bad_environment_names_are_refused() -> None:
         render_batch_script(spec(exports=(("A=B", "x"),)))
     with pytest.raises(ScriptError):
         render_batch_script(spec(forward_env=("X;Y",), forward_env_prefix="APPTAINERENV_"))
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("job_name", "x\n999\x1fscitex-nb-bob\x1fbob\x1fRUNNING", "job name"),
+        ("job_name", "a\x1fb", "job name"),
+        ("job_name", "a b", "job name"),
+        ("job_name", "%x", "job name"),
+        ("job_name", "", "job name"),
+        ("job_name", "a" * 1025, "job name"),
+        ("comment", "scitex:hub=t:user=alice:server=-\n55 JobState=COMPLETED", "job comment"),
+        ("comment", "scitex:hub=t\x1f", "job comment"),
+        ("comment", "~r0~", "job comment"),
+        ("comment", "", "job comment"),
+    ],
+)
+def test_names_and_comments_slurm_echoes_are_checked_when_the_spec_is_made(
+    field: str, value: str, message: str
+) -> None:
+    """SLURM prints names and comments back to every reader of the queue: ours hold a
+    plain charset, refused with a clear error before any script exists."""
+    with pytest.raises(ScriptError, match=f"^{message} .* may hold letters, digits and"):
+        spec(**{field: value})
+
+
+def test_compute_job_names_are_script_paths() -> None:
+    assert spec(job_name="analysis/fit-2.v1+x_y.py").job_name == "analysis/fit-2.v1+x_y.py"

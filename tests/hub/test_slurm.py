@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from scitex_spawner.framing import FramingError
 from scitex_spawner.slurm import (
     FinishedJob,
     QueuedJob,
@@ -13,18 +14,18 @@ from scitex_spawner.slurm import (
     SlurmClient,
     SlurmCommandError,
     SlurmError,
+    SqueueFraming,
+    exit_code_text,
     parse_node_addresses,
-    parse_scontrol_job,
     parse_squeue,
 )
 
-SEP = "\x1f"
 TAG = "scitex:hub=t:"
 
 
 def queued(job_id: str, state: str = "RUNNING", node: str = "n1", tag: str = TAG) -> QueuedJob:
     return QueuedJob(
-        job_id, "scitex-nb-a", "alice", state, "None", node, "N/A", "N/A", tag + "user=a"
+        job_id, "scitex-nb-alice", "alice", state, "None", node, "N/A", "N/A", tag + "user=alice:"
     )
 
 
@@ -55,78 +56,142 @@ class ScriptedSlurm(SlurmClient):
         return {"n1": "10.0.0.1"}
 
 
-def test_parse_squeue() -> None:
-    out = (
-        SEP.join(
-            [
-                "17",
-                "scitex-nb-alice",
-                "alice",
-                "PENDING",
-                "Resources",
-                "n/a",
-                "2026-12-01T10:00:00",
-                "N/A",
-                "scitex:hub=demo:user=alice:server=-",
-            ]
-        )
-        + "\n"
-    )
-    out += "garbage line\n"
-    out += (
-        SEP.join(
-            [
-                "18",
-                "other|job",
-                "bob",
-                "RUNNING",
-                "None",
-                "node2",
-                "2026-12-01T09:00:00",
-                "2026-12-01T13:00:00",
-                "",
-            ]
-        )
-        + "\n"
-    )
-    jobs = parse_squeue(out)
+# Real squeue 22.05 output, recorded on the dev cluster. Bob's server job 55, and
+# alice's job 56, submitted by alice as
+#   sbatch --job-name=$'x~r~\n55\x1fscitex-nb-bob\x1fbob\x1fPENDING\x1fResources\x1f\x1fN/A\x1fN/A\x1fscitex:hub=t:user=bob:server=-\n'
+#          --comment=$'scitex:hub=t:user=bob:server=-\n55 JobState=COMPLETED'
+# to forge a record of bob's job (pending, no node) and copy bob's tag.
+F = "~f3a1d5c2e4b6a8f0e1d3c5b7a9f1e3d5~"
+R = "~r9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a49~"
+FRAMED = (
+    f"55{F}scitex-nb-bob{F}bob{F}RUNNING{F}None{F}localhost{F}2026-12-07T22:38:52{F}"
+    f"2026-12-07T22:43:52{F}scitex:hub=t:user=bob:server=-{R}\n"
+    f"56{F}x~r~\n55\x1fscitex-nb-bob\x1fbob\x1fPENDING\x1fResources\x1f\x1fN/A\x1fN/A\x1f"
+    f"scitex:hub=t:user=bob:server=-\n{F}alice{F}RUNNING{F}None{F}localhost{F}"
+    f"2026-12-07T22:38:52{F}2026-12-07T22:43:52{F}scitex:hub=t:user=bob:server=-\n"
+    f"55 JobState=COMPLETED{R}\n"
+)
+# The same queue as the old fixed-separator format printed it.
+UNFRAMED = (
+    "55\x1fscitex-nb-bob\x1fbob\x1fRUNNING\x1fNone\x1flocalhost\x1f2026-12-07T22:38:52\x1f"
+    "2026-12-07T22:43:52\x1fscitex:hub=t:user=bob:server=-\n"
+    "56\x1fx~r~\n55\x1fscitex-nb-bob\x1fbob\x1fPENDING\x1fResources\x1f\x1fN/A\x1fN/A\x1f"
+    "scitex:hub=t:user=bob:server=-\n\x1falice\x1fRUNNING\x1fNone\x1flocalhost\x1f"
+    "2026-12-07T22:38:52\x1f2026-12-07T22:43:52\x1fscitex:hub=t:user=bob:server=-\n"
+    "55 JobState=COMPLETED\n"
+)
+BOB = QueuedJob(
+    "55",
+    "scitex-nb-bob",
+    "bob",
+    "RUNNING",
+    "None",
+    "localhost",
+    "2026-12-07T22:38:52",
+    "2026-12-07T22:43:52",
+    "scitex:hub=t:user=bob:server=-",
+)
+
+
+def test_a_crafted_job_name_cannot_forge_a_record() -> None:
+    # Control: split on a fixed separator, the crafted name rewrites bob's job.
+    old = [line.split("\x1f") for line in UNFRAMED.splitlines()]
+    forged = parse_squeue([f for f in old if len(f) == 9])
+    assert forged["55"].state == "PENDING" and forged["55"].node == ""
+
+    records = SqueueFraming(F, R).records(FRAMED, 9)
+    jobs = parse_squeue(records)
     assert jobs == {
-        "17": QueuedJob(
-            "17",
-            "scitex-nb-alice",
+        "55": BOB,
+        "56": QueuedJob(
+            "56",
+            "x~r~\n55\x1fscitex-nb-bob\x1fbob\x1fPENDING\x1fResources\x1f\x1fN/A\x1fN/A\x1f"
+            "scitex:hub=t:user=bob:server=-",
             "alice",
-            "PENDING",
-            "Resources",
-            "",
-            "2026-12-01T10:00:00",
-            "N/A",
-            "scitex:hub=demo:user=alice:server=-",
-        ),
-        "18": QueuedJob(
-            "18",
-            "other|job",
-            "bob",
             "RUNNING",
             "None",
-            "node2",
-            "2026-12-01T09:00:00",
-            "2026-12-01T13:00:00",
-            "",
+            "localhost",
+            "2026-12-07T22:38:52",
+            "2026-12-07T22:43:52",
+            "scitex:hub=t:user=bob:server=-\n55 JobState=COMPLETED",
         ),
     }
-    assert jobs["17"].pending and not jobs["17"].running
-    assert jobs["18"].running
+    # Alice's copy of bob's tag names bob, but SLURM says the job is alice's: not the
+    # hub's. Bob's real job is.
+    watcher = QueueWatcher(SlurmClient(), TAG)
+    assert [watcher.is_ours(job) for job in jobs.values()] == [True, False]
 
 
-def test_parse_scontrol_and_nodes() -> None:
-    line = "JobId=42 JobName=scitex-nb-alice UserId=alice(1002) JobState=TIMEOUT Reason=TimeLimit Dependency=(null) ExitCode=0:15 BatchHost=localhost"
-    assert parse_scontrol_job(line) == {
-        "JobId": "42",
-        "JobState": "TIMEOUT",
-        "Reason": "TimeLimit",
-        "ExitCode": "0:15",
-        "BatchHost": "localhost",
-    }
+def test_records_that_are_not_whole_are_refused() -> None:
+    framing = SqueueFraming(F, R)
+    assert framing.records("", 9) == []
+    with pytest.raises(FramingError, match="ends outside a record"):
+        framing.records(FRAMED + "57" + F + "x", 9)
+    with pytest.raises(FramingError, match="a record of 2 fields, not 9"):
+        framing.records(f"1{F}2{R}\n", 9)
+
+
+def test_framings_are_fresh_and_travel_in_the_environment() -> None:
+    a, b = SqueueFraming.fresh(), SqueueFraming.fresh()
+    assert len({a.field_mark, a.record_mark, b.field_mark, b.record_mark}) == 4
+    assert a.format(["%i", "%k"]) == f"%i{a.field_mark}%k{a.record_mark}"
+    assert a.long_format(["State", "exit_code"]) == (
+        f"State:0{a.field_mark},exit_code:0{a.record_mark}"
+    )
+    assert SqueueFraming.of_env({"SQUEUE_FORMAT": a.format(["%i", "%k"])}) == a
+    assert a.records(a.render([["1", "x"], ["2", ""]]), 2) == [("1", "x"), ("2", "")]
+
+
+async def test_the_client_frames_squeue_through_its_environment() -> None:
+    class Recording(SlurmClient):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[list[str], dict[str, str]]] = []
+
+        async def run(self, argv, *, stdin=None, env=None):  # type: ignore[no-untyped-def]
+            self.seen.append((list(argv), dict(env or {})))
+            framing = SqueueFraming.of_env(env or {})
+            if "--all" in argv:
+                return framing.render([["55", *_bob_fields()]])
+            return framing.render([["FAILED", "NonZeroExitCode", "768"]])
+
+    client = Recording()
+    assert await client.queue() == {"55": BOB}
+    assert await client.job_record("56") == FinishedJob("56", "FAILED", "NonZeroExitCode", "3:0")
+    (queue_argv, queue_env), (record_argv, record_env) = client.seen
+    # The marks are never on the command line (other local users can read argv).
+    assert queue_argv == ["squeue", "--noheader", "--all"]
+    assert record_argv == ["squeue", "--noheader", "--states=all", "--jobs=56"]
+    assert queue_env["SQUEUE_FORMAT"].startswith("%i~f")
+    assert record_env["SQUEUE_FORMAT2"].startswith("State:0~f")
+    assert SqueueFraming.of_env(queue_env) != SqueueFraming.of_env(record_env)
+
+
+def _bob_fields() -> list[str]:
+    return [
+        "scitex-nb-bob",
+        "bob",
+        "RUNNING",
+        "None",
+        "localhost",
+        "2026-12-07T22:38:52",
+        "2026-12-07T22:43:52",
+        "scitex:hub=t:user=bob:server=-",
+    ]
+
+
+def test_an_ended_jobs_record_from_squeue() -> None:
+    # Recorded: alice's job 53 (`exit 3`), named $'fail\nx JobState=RUNNING': scontrol
+    # printed "JobName=fail\nx JobState=RUNNING ... JobState=FAILED".
+    out = f"FAILED{F}NonZeroExitCode{F}768{R}\n"
+    assert SqueueFraming(F, R).records(out, 3) == [("FAILED", "NonZeroExitCode", "768")]
+    assert exit_code_text("768") == "3:0"
+    assert exit_code_text("9") == "0:9"
+    assert exit_code_text("0") == "0:0"
+    assert exit_code_text("3:0") == "3:0"
+
+
+def test_parse_node_addresses() -> None:
     nodes = "NodeName=c1 Arch=x86_64 NodeAddr=10.77.0.11 NodeHostName=c1\nNodeName=c2 CoresPerSocket=1\n"
     assert parse_node_addresses(nodes) == {"c1": "10.77.0.11", "c2": "c2"}
 
