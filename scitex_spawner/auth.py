@@ -1,10 +1,13 @@
-"""Institution mapping on top of any authenticator (PAM, LDAP, OIDC).
+"""User-name rules and institution mapping on top of any authenticator (PAM, LDAP, OIDC).
 
+Names no person may use (:func:`name_refusal`: root, ``auth.denied_users``, the Gitea
+admin, Unix accounts below ``auth.min_uid``) are refused by our authenticators
+(:mod:`scitex_spawner.authenticators`) and again by the hook, with :class:`RefusedName`.
 A ``post_auth_hook`` puts each signed-in user in exactly one institution, as a
 JupyterHub group (``Authenticator.manage_groups``), or refuses the sign-in with
-a page that says why. The hook runs inside JupyterHub's sign-in, before the hub
-user exists: nothing (hub user, data directory, Gitea user) is created for a
-refused user.
+a page that says why (:class:`NoInstitution`). Both run inside JupyterHub's sign-in,
+before the hub user exists: nothing (hub user, data directory, Gitea user) is created
+for a refused user.
 
 What each authenticator reports, and where (checked against the real ones):
 
@@ -15,7 +18,8 @@ What each authenticator reports, and where (checked against the real ones):
   ``auth_state_attributes`` of the user's entry as lists (``mail``, and
   ``memberOf`` where the directory maintains it).
 - oauthenticator 17 (GenericOAuthenticator): ``auth_state["oauth_user"]``, the
-  userinfo response (``email``, ``email_verified``, ``groups`` claims).
+  userinfo response (``email``, ``email_verified``, ``groups`` claims). The email
+  counts only when ``email_verified`` is true (:func:`email_verified`).
 
 The hook sees ``auth_state`` whether or not ``enable_auth_state`` is on
 (JupyterHub only persists it when on, which needs ``JUPYTERHUB_CRYPT_KEY``), so
