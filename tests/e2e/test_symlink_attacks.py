@@ -5,7 +5,9 @@ replaces ``.scitex`` with a link to bob's directory, or ``.scitex/logs`` with a 
 root-owned directory, and starts her server. The start fails with a message in the spawn
 progress that says what to remove; bob's directory and the root-owned one keep their
 mode, owner and contents. She links bob's directory into her tree: the service's usage
-walk does not count it. (The attack names ``/`` as the target; a root-owned directory of
+walk does not count it. She swaps levels of a job's log path for links: the service's log
+reader answers 404. A folder she makes unreadable to herself makes her server's usage
+answer ``incomplete``, not silently lower. (The attack names ``/`` as the target; a root-owned directory of
 the test's stands in for it, so a regression breaks a test, not the machine.)
 """
 
@@ -35,6 +37,9 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def hub(services: str) -> Iterator[Hub]:
     hub = new_hub(service={"usage_scan_interval": 1})
+    # Servers measure their user's tree every second (default 60 s).
+    notebook = hub.settings["notebook"]
+    notebook["args"] = [*notebook["args"], "--ScanQuotaBackend.interval=1"]
     hub.start()
     yield hub
     hub.cancel_all_jobs()
@@ -209,3 +214,43 @@ def test_the_job_log_reader_refuses_a_link_at_any_level(
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
         alice.api("DELETE", "/hub/api/users/alice/server")
+        alice.wait_stopped()
+
+
+def test_a_folder_alice_cannot_read_makes_her_usage_incomplete(
+    hub: Hub, password: str, trees: dict[str, Path]
+) -> None:
+    alice = signed_in(hub, "alice", password)
+    r = alice.api("POST", "/hub/api/users/alice/server", json={"profile": "small"})
+    assert r.status_code in (201, 202), r.text
+    alice.wait_ready()
+    hidden = trees["alice"] / "hidden"
+    as_user("alice", "mkdir", "-p", str(hidden))
+    as_user("alice", "dd", "if=/dev/urandom", f"of={hidden / 'data.bin'}", "bs=1M", "count=4")
+    as_user("alice", "chmod", "000", str(hidden))
+    try:
+        deadline = time.monotonic() + 30
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            r = alice.api("GET", "/user/alice/scitex/api/quota")
+            body = r.json() if r.status_code == 200 else {}
+            if body.get("incomplete"):
+                break
+            time.sleep(0.5)
+        # Her server (as alice) cannot read the folder: the number is a lower bound, and
+        # the answer says so instead of quietly leaving 4 MiB out.
+        assert body.get("incomplete") is True, body
+        assert body["used_bytes"] < 4 * MiB
+        assert {"used_bytes", "measured_at", "source", "limit_bytes"} <= set(body)
+        as_user("alice", "chmod", "700", str(hidden))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            body = alice.api("GET", "/user/alice/scitex/api/quota").json()
+            if body.get("incomplete") is False and body["used_bytes"] >= 4 * MiB:
+                break
+            time.sleep(0.5)
+        assert body["incomplete"] is False and body["used_bytes"] >= 4 * MiB, body
+    finally:
+        hidden.chmod(0o700)
+        alice.api("DELETE", "/hub/api/users/alice/server")
+        alice.wait_stopped()
