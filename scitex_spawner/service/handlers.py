@@ -210,6 +210,8 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
                         "override": _override_model(override),
                         "measured_at": iso(row.measured_at) if row else None,
                         "source": row.source if row else None,
+                        # Parts of the tree could not be read: used_bytes is a lower bound.
+                        "incomplete": bool(row.errors) if row else None,
                     }
                 )
             report.append(
@@ -325,6 +327,7 @@ class UserQuotaHandler(APIHandler):
             "used_bytes": usage.used_bytes if usage else None,
             "measured_at": iso(usage.measured_at) if usage else None,
             "source": usage.source if usage else None,
+            "incomplete": bool(usage.errors) if usage else None,
         }
 
     async def get(self, name: str) -> None:

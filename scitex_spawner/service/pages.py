@@ -166,7 +166,9 @@ class OverviewPage(IndexHandler):
             users = [
                 {
                     "name": user["name"],
-                    "used": _size(user["used_bytes"]),
+                    # An incomplete measurement is a lower bound: say so.
+                    "used": ("at least " if user["incomplete"] else "") + _size(user["used_bytes"]),
+                    "incomplete": bool(user["incomplete"]),
                     "limit": _size(user["limit_bytes"]) if user["limit_bytes"] else "no limit",
                     "percent": _percent(user["used_bytes"], user["limit_bytes"]),
                     "override": user["override"] is not None,

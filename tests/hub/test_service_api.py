@@ -290,7 +290,14 @@ async def test_usage_per_role(base_url: str, engine: Engine) -> None:
         "override": None,
         "measured_at": None,
         "source": None,
+        "incomplete": None,
     }
+    assert users["alice"]["incomplete"] is False
+    # A walk that could not read part of zed's tree: a lower bound, and it says so.
+    db.record_usage(engine, [db.UsageRow("zed", "demo-u", 20, utcnow(), "scan", errors=3)])
+    status, body = await call(base_url, "GET", "api/usage", "t-admin")
+    zed = {u["name"]: u for u in body["institutions"][0]["users"]}["zed"]
+    assert (zed["used_bytes"], zed["incomplete"]) == (20, True)
 
     status, body = await call(base_url, "GET", "api/usage", "t-bob")
     assert status == 200
