@@ -77,6 +77,9 @@ class SpawnFailed(web.HTTPError):
 
     def __init__(self, message: str, status: int = 500) -> None:
         super().__init__(status, reason=message, log_message=message)
+        # What JupyterHub's spawn page and progress stream show ("Spawn failed: ..."):
+        # the message once, not str(HTTPError)'s "HTTP 500: message (message)".
+        self.jupyterhub_message = message
 
 
 class SciTeXSpawner(SlurmSpawner):
@@ -565,6 +568,9 @@ class SciTeXSpawner(SlurmSpawner):
         self.exit_reason = ""
         self.job_port = 0
         started = time.monotonic()
+        # The user-name rules first: nothing (not even the data directory) is made for a
+        # name that may not run jobs.
+        prefix = self.format_prefix()
         institution_id, institution = self.institution()
         resources = self.resolve_resources(self.user_options)
         # The override or institution quota. Already over it: a notice for the spawn
@@ -591,7 +597,7 @@ class SciTeXSpawner(SlurmSpawner):
         self.spawn_records.begun(institution_id, resources, image)
         self._port_future = asyncio.get_running_loop().create_future()
         try:
-            self.job_id = await self.slurm.submit(script, prefix=self.format_prefix(), env=env)
+            self.job_id = await self.slurm.submit(script, prefix=prefix, env=env)
         except SlurmError as e:
             self.spawn_records.ended(f"SLURM refused the job: {e}")
             raise SpawnFailed(f"SLURM refused the job: {e}") from e
@@ -847,7 +853,14 @@ def _make_user_dir(path: str, username: str, log_subdir: str) -> None:
                 "ask your administrator."
             )
         return
-    account = pwd.getpwnam(username)
+    try:
+        account = pwd.getpwnam(username)
+    except KeyError:
+        raise SpawnFailed(
+            f"There is no Unix account named {username} on the hub's machine, and your "
+            "server runs as that account; ask your administrator.",
+            403,
+        ) from None
     try:
         safefs.make_user_tree(path, log_subdir, account.pw_uid, account.pw_gid)
     except safefs.UnsafePath as e:

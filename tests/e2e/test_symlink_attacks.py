@@ -115,6 +115,8 @@ def test_a_symlink_in_the_data_directory_fails_the_start_and_changes_nothing_out
         f"/data/{level} in your data directory ({host} on the cluster) is a symbolic link "
         f"where the hub needs a directory; remove it (rm {host}) and start again."
     ) in message, message
+    # Said once (not JupyterHub's "HTTP 500: message (message)").
+    assert message.count("is a symbolic link") == 1, message
     assert state(trees["bob"], trees["system"]) == before
     assert not [job for job in hub.jobs().values() if job["user"] == "alice"]
     alice.wait_stopped()

@@ -5,6 +5,7 @@ sign-in pipeline, before anything is created; the spawner checks again."""
 from __future__ import annotations
 
 import copy
+import os
 import pwd
 from typing import Any
 
@@ -272,3 +273,34 @@ def test_the_spawner_checks_again_before_any_job() -> None:
     spawner = make_spawner("alice")
     spawner.authenticator = authenticator
     assert spawner.format_prefix()[-2:] == ["alice", "--"]
+
+
+async def test_a_refused_name_gets_nothing_made_at_start(tmp_path: Any) -> None:
+    """The name rules come before the data directory: root makes nothing for daemon."""
+    c = Config()
+    apply_auth(c, site())
+    spawner = make_spawner("daemon")
+    spawner.authenticator = SciTeXPAMAuthenticator(config=c)
+    spawner.data_root = str(tmp_path)
+    with pytest.raises(SpawnFailed, match="no job runs for daemon: ") as e:
+        await spawner.start()
+    assert e.value.status_code == 403
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_without_a_unix_account_gets_a_clear_message(tmp_path: Any) -> None:
+    from scitex_spawner.spawner import _make_user_dir
+
+    if os.geteuid() != 0:
+        pytest.fail("creating users' data directories needs root (the tests run as root)")
+    with pytest.raises(SpawnFailed, match="no Unix account named nosuchuser1") as e:
+        _make_user_dir(str(tmp_path / "demo-u" / "nosuchuser1"), "nosuchuser1", ".scitex/logs")
+    assert e.value.status_code == 403
+
+
+def test_a_failed_start_is_shown_once() -> None:
+    from jupyterhub.utils import format_exception
+
+    message, _ = format_exception(SpawnFailed("Job 7 ended before the server started"))
+    # The spawn page shows "Spawn failed: <message>", not "HTTP 500: m (m)".
+    assert message == "Job 7 ended before the server started"
