@@ -287,7 +287,10 @@ class SlurmClient(LoggingConfigurable):
         try:
             return framing.records(out, len(fields))
         except FramingError as e:
-            raise SlurmError(str(e)) from None
+            raise SlurmError(
+                f"{e} (squeue takes its format from SQUEUE_FORMAT in its environment: "
+                "a wrapper in slurm.bin_dir must pass the environment on)"
+            ) from None
 
     async def queue(self) -> dict[str, QueuedJob]:
         """Every job in the queue (all users), in one ``squeue``."""

@@ -371,3 +371,15 @@ async def test_a_job_claimed_in_time_is_kept(monkeypatch) -> None:
     clock[0] += 100
     await watcher.poll_once()
     assert not [c for c in slurm.calls if c.startswith("scancel")]
+
+
+async def test_unframed_squeue_output_is_an_error_not_an_empty_queue() -> None:
+    """A wrapper that drops squeue's environment prints the default format: that is
+    SLURM not answering (jobs kept as unknown), never "no jobs"."""
+
+    class Unframed(SlurmClient):
+        async def run(self, argv, *, stdin=None, env=None):  # type: ignore[no-untyped-def]
+            return "JOBID PARTITION NAME\n55 debug scitex-nb-bob\n"
+
+    with pytest.raises(SlurmError, match=r"ends outside a record: .*SQUEUE_FORMAT"):
+        await Unframed().queue()
