@@ -12,7 +12,7 @@ const out = path.resolve(root, require(path.join(root, 'package.json')).jupyterl
 /** The inputs of the bundle, relative to labextension/, sorted. */
 function sources() {
   const files = ['package.json', 'tsconfig.json'];
-  for (const dir of ['src', 'style']) {
+  for (const dir of ['schema', 'src', 'style']) {
     for (const name of fs.readdirSync(path.join(root, dir))) {
       files.push(`${dir}/${name}`);
     }

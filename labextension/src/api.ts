@@ -4,6 +4,7 @@
 
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
+import { TranslationBundle, nullTranslator } from '@jupyterlab/translation';
 
 export interface ISession {
   user: string;
@@ -55,6 +56,46 @@ export interface IJob {
   reason?: string;
   node?: string;
   submitted_at?: string;
+  /** SLURM's "exit:signal" once ended. */
+  exit_code?: string;
+}
+
+/** A range a profile allows: counts as numbers, sizes ("4GiB") and times ("01:00:00") as text. */
+export interface IRange<T extends string | number> {
+  default: T;
+  min: T;
+  max: T;
+}
+
+export interface IJobProfile {
+  name: string;
+  display_name: string;
+  description?: string;
+  partitions: string[];
+  cpus: IRange<number>;
+  memory: IRange<string>;
+  runtime: IRange<string>;
+  gpus: IRange<number>;
+}
+
+/** What the user may ask for a compute job (``GET scitex/api/jobs/options``). */
+export interface IJobOptions {
+  institution?: string;
+  default_profile: string | null;
+  profiles: IJobProfile[];
+  script_suffixes: string[];
+  /** Where projects are in the file browser ("projects"); null: not reachable from it. */
+  projects_path: string | null;
+}
+
+/** The end of a job's output (``GET scitex/api/jobs/{id}/log``). */
+export interface IJobLog {
+  id?: string;
+  log: string;
+  state?: string;
+  truncated?: boolean;
+  exists?: boolean;
+  path?: string;
 }
 
 export interface IJobRequest {
@@ -104,7 +145,12 @@ function text(value: unknown): string {
  * The error as the server words it: the JSON "message", or jupyter-server's
  * "reason" when the message is only the status phrase, else the HTTP status line.
  */
-export function errorMessage(status: number, statusText: string, body: unknown): string {
+export function errorMessage(
+  status: number,
+  statusText: string,
+  body: unknown,
+  trans: TranslationBundle = nullTranslator.load('scitex')
+): string {
   if (body && typeof body === 'object') {
     const fields = body as { [key: string]: unknown };
     const message = text(fields.message);
@@ -116,11 +162,14 @@ export function errorMessage(status: number, statusText: string, body: unknown):
       return message || reason;
     }
   }
-  return statusText ? `${status} ${statusText}` : `HTTP error ${status}`;
+  return statusText ? `${status} ${statusText}` : trans.__('HTTP error %1', status);
 }
 
 export class SciTeXAPI {
-  constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+  constructor(
+    readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings(),
+    readonly trans: TranslationBundle = nullTranslator.load('scitex')
+  ) {}
 
   async request(path: string, init: RequestInit = {}): Promise<Response> {
     const url = URLExt.join(this.settings.baseUrl, 'scitex/api', path);
@@ -129,7 +178,7 @@ export class SciTeXAPI {
       response = await ServerConnection.makeRequest(url, init, this.settings);
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      throw new APIError(`Cannot reach the notebook server: ${why}`, 0);
+      throw new APIError(this.trans.__('Cannot reach the notebook server: %1', why), 0);
     }
     if (!response.ok) {
       const raw = await response.text();
@@ -141,7 +190,7 @@ export class SciTeXAPI {
       }
       const retry = Number(response.headers.get('Retry-After'));
       throw new APIError(
-        errorMessage(response.status, response.statusText, body),
+        errorMessage(response.status, response.statusText, body, this.trans),
         response.status,
         body && typeof body === 'object' ? (body as { [key: string]: unknown }) : {},
         Number.isFinite(retry) && retry > 0 ? retry : null
@@ -198,24 +247,34 @@ export class SciTeXAPI {
     await this.request(`jobs/${encodeURIComponent(id)}`, { method: 'DELETE' });
   }
 
-  /** The job's output: plain text, or JSON {"log": ...} / {"text": ...} / {"lines": [...]}. */
-  async jobLog(id: string): Promise<string> {
+  jobOptions(): Promise<IJobOptions> {
+    return this.json<IJobOptions>('jobs/options');
+  }
+
+  /** The job's output: JSON {"log", "state", ...}, or plain text (older servers). */
+  async jobLog(id: string): Promise<IJobLog> {
     const response = await this.request(`jobs/${encodeURIComponent(id)}/log`);
     const raw = await response.text();
     if (!(response.headers.get('Content-Type') ?? '').includes('json')) {
-      return raw;
+      return { log: raw };
     }
     const body = JSON.parse(raw) as { [key: string]: unknown };
-    if (typeof body.log === 'string') {
-      return body.log;
-    }
-    if (typeof body.text === 'string') {
-      return body.text;
-    }
-    if (Array.isArray(body.lines)) {
-      return body.lines.join('\n');
-    }
-    return raw;
+    const log =
+      typeof body.log === 'string'
+        ? body.log
+        : typeof body.text === 'string'
+          ? body.text
+          : Array.isArray(body.lines)
+            ? body.lines.join('\n')
+            : raw;
+    return {
+      id: typeof body.id === 'string' ? body.id : id,
+      log,
+      state: typeof body.state === 'string' ? body.state : undefined,
+      truncated: body.truncated === true,
+      exists: body.exists !== false,
+      path: typeof body.path === 'string' ? body.path : undefined
+    };
   }
 }
 
@@ -238,7 +297,8 @@ export function normalizeJob(raw: unknown): IJob | null {
     state: str(job.state),
     reason: str(job.reason),
     node: str(job.node),
-    submitted_at: str(job.submitted_at)
+    submitted_at: str(job.submitted_at),
+    exit_code: str(job.exit_code)
   };
 }
 

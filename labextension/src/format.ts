@@ -1,5 +1,7 @@
 // Pure formatting helpers: numbers and times as the panel shows them and as a
-// screen reader says them.
+// screen reader says them (words through the translation bundle).
+
+import { TranslationBundle } from '@jupyterlab/translation';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
@@ -31,40 +33,44 @@ export function formatClock(seconds: number): string {
   return h > 0 ? `${h}:${pad(m)}:${pad(rest)}` : `${m}:${pad(rest)}`;
 }
 
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
+function minutes(n: number, trans: TranslationBundle): string {
+  return trans._n('%1 minute', '%1 minutes', n);
+}
+
+function hours(n: number, trans: TranslationBundle): string {
+  return trans._n('%1 hour', '%1 hours', n);
 }
 
 /**
  * Time left in words, to the minute ("3 hours 5 minutes"): what the live region
  * announces, so it changes at most once a minute.
  */
-export function formatSpoken(seconds: number): string {
+export function formatSpoken(seconds: number, trans: TranslationBundle): string {
   const s = Math.max(0, Math.floor(seconds));
   if (s < 60) {
-    return 'less than a minute';
+    return trans.__('less than a minute');
   }
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   if (h === 0) {
-    return plural(m, 'minute');
+    return minutes(m, trans);
   }
-  return m === 0 ? plural(h, 'hour') : `${plural(h, 'hour')} ${plural(m, 'minute')}`;
+  return m === 0 ? hours(h, trans) : trans.__('%1 %2', hours(h, trans), minutes(m, trans));
 }
 
 /** "just now", "5 minutes ago", "2 hours ago". */
-export function formatAgo(then: Date, now: Date): string {
+export function formatAgo(then: Date, now: Date, trans: TranslationBundle): string {
   const s = Math.floor((now.getTime() - then.getTime()) / 1000);
   if (s < 60) {
-    return 'just now';
+    return trans.__('just now');
   }
   if (s < 3600) {
-    return `${plural(Math.floor(s / 60), 'minute')} ago`;
+    return trans._n('%1 minute ago', '%1 minutes ago', Math.floor(s / 60));
   }
   if (s < 86400) {
-    return `${plural(Math.floor(s / 3600), 'hour')} ago`;
+    return trans._n('%1 hour ago', '%1 hours ago', Math.floor(s / 3600));
   }
-  return `${plural(Math.floor(s / 86400), 'day')} ago`;
+  return trans._n('%1 day ago', '%1 days ago', Math.floor(s / 86400));
 }
 
 /** Percent used, or null when there is no limit. */

@@ -1,12 +1,17 @@
-// The "Jobs" section: submit a project's script as a compute job, follow its
-// state and log, cancel it.
+// The "Jobs" section: the user's compute jobs (from the JobWatcher), each with its
+// log (a main-area document) and Cancel; and a short form to submit a project's
+// script with the session profile's defaults. The JupyterLab way to submit is the
+// file browser's "Submit as SLURM Job" (submit.ts).
 
 import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { TranslationBundle } from '@jupyterlab/translation';
+import { ToolbarButton, refreshIcon } from '@jupyterlab/ui-components';
 
-import { IJob, IJobRequest, IProject, SciTeXAPI, isFinalState } from './api';
+import { IJobRequest, IProject, SciTeXAPI, isFinalState } from './api';
 import { clear, h, keepFocus, liveMessage, showMessage, uid } from './dom';
+import { JobWatcher } from './jobwatch';
 import { describe } from './model';
-import { busy, section } from './section';
+import { SectionWidget, busy, once } from './section';
 
 function field(
   label: string,
@@ -20,64 +25,94 @@ function field(
     hintEl = h('span', { className: 'scitex-hint', id: `${id}-hint` }, hint);
     control.setAttribute('aria-describedby', hintEl.id);
   }
-  return h('div', { className: 'scitex-field' }, h('label', { for: id }, label), control, hintEl);
+  const wrapped =
+    control instanceof HTMLSelectElement
+      ? h('div', { className: 'jp-select-wrapper' }, control)
+      : control;
+  return h('div', { className: 'scitex-field' }, h('label', { for: id }, label), wrapped, hintEl);
 }
 
-export class JobsSection {
-  readonly node: HTMLElement;
+/** What the section asks of the plugin: the log documents. */
+export interface ILogDocuments {
+  open(id: string): void;
+  isOpen(id: string): boolean;
+  /** The main-area element of the job's log (aria-controls), when open. */
+  nodeId(id: string): string;
+}
 
-  constructor(private api: SciTeXAPI) {
-    const refresh = h(
-      'button',
-      { type: 'button', className: 'scitex-button scitex-refresh', 'aria-label': 'Refresh jobs' },
-      'Refresh'
+export class JobsSection extends SectionWidget {
+  constructor(
+    private api: SciTeXAPI,
+    private trans: TranslationBundle,
+    private watcher: JobWatcher,
+    private logs: ILogDocuments
+  ) {
+    super(trans.__('Jobs'));
+    this.toolbar.addItem(
+      'refresh',
+      new ToolbarButton({
+        icon: refreshIcon,
+        tooltip: trans.__('Refresh jobs'),
+        onClick: once(() => this.watcher.refresh())
+      })
     );
-    refresh.addEventListener('click', () => void busy(refresh, () => this.refresh()));
-    const { node, body } = section('Jobs', refresh);
-    this.node = node;
+    const body = this.body;
 
-    this.project = h('select', { className: 'scitex-input', required: true });
+    this.project = h('select', { className: 'scitex-input jp-mod-styled', required: true });
     this.script = h('input', {
       type: 'text',
-      className: 'scitex-input',
+      className: 'scitex-input jp-mod-styled',
       required: true,
-      placeholder: 'e.g. run.sh',
+      placeholder: trans.__('e.g. run.sh'),
       autocomplete: 'off',
       spellcheck: 'false'
     });
     this.cpus = h('input', {
       type: 'number',
-      className: 'scitex-input',
+      className: 'scitex-input jp-mod-styled',
       min: 1,
       step: 1,
       inputmode: 'numeric'
     });
-    this.memory = h('input', { type: 'text', className: 'scitex-input', autocomplete: 'off' });
+    this.memory = h('input', {
+      type: 'text',
+      className: 'scitex-input jp-mod-styled',
+      autocomplete: 'off'
+    });
     this.time = h('input', {
       type: 'text',
-      className: 'scitex-input',
+      className: 'scitex-input jp-mod-styled',
       placeholder: '01:00:00',
       autocomplete: 'off'
     });
-    this.submitButton = h('button', { type: 'submit', className: 'scitex-button' }, 'Submit job');
+    this.submitButton = h(
+      'button',
+      { type: 'submit', className: 'scitex-button jp-mod-styled' },
+      trans.__('Submit job')
+    );
     const form = h(
       'form',
       { className: 'scitex-form' },
-      field('Project', this.project),
-      field('Script', this.script, 'Path inside the project'),
+      h(
+        'p',
+        { className: 'scitex-hint' },
+        trans.__('Or right-click a script of a project in the file browser: Submit as SLURM Job.')
+      ),
+      field(trans.__('Project'), this.project),
+      field(trans.__('Script'), this.script, trans.__('Path inside the project')),
       // Folded away: most jobs run with the site's defaults.
       h(
         'details',
         { className: 'scitex-details' },
-        h('summary', {}, 'Resources (optional)'),
+        h('summary', {}, trans.__('Resources (optional)')),
         h(
           'fieldset',
           { className: 'scitex-fieldset' },
-          h('legend', { className: 'scitex-sr-only' }, 'Resources'),
-          h('p', { className: 'scitex-hint' }, "Empty fields take the site's defaults."),
-          field('CPUs', this.cpus),
-          field('Memory', this.memory, 'e.g. 4GiB'),
-          field('Time limit', this.time, 'hours:minutes:seconds')
+          h('legend', { className: 'scitex-sr-only' }, trans.__('Resources')),
+          h('p', { className: 'scitex-hint' }, trans.__("Empty fields take the site's defaults.")),
+          field(trans.__('CPUs'), this.cpus),
+          field(trans.__('Memory'), this.memory, trans.__('e.g. 4GiB')),
+          field(trans.__('Time limit'), this.time, trans.__('hours:minutes:seconds'))
         )
       ),
       this.submitButton
@@ -87,40 +122,11 @@ export class JobsSection {
       void busy(this.submitButton, () => this.submit());
     });
 
-    this.list = h('ul', { className: 'scitex-list', 'aria-label': 'Jobs' });
+    this.list = h('ul', { className: 'scitex-list', 'aria-label': trans.__('Jobs') });
     this.message = liveMessage();
-    this.logTitle = h('h4', { id: uid('log-title') });
-    this.logText = h('pre', {
-      className: 'scitex-log',
-      tabindex: 0,
-      'aria-labelledby': this.logTitle.id
-    });
-    const refreshLog = h(
-      'button',
-      { type: 'button', className: 'scitex-button scitex-secondary' },
-      'Refresh log'
-    );
-    refreshLog.addEventListener('click', () => void busy(refreshLog, () => this.loadLog()));
-    const closeLog = h(
-      'button',
-      { type: 'button', className: 'scitex-button scitex-secondary' },
-      'Close log'
-    );
-    closeLog.addEventListener('click', () => this.closeLog());
-    this.logBox = h(
-      'div',
-      {
-        className: 'scitex-logbox',
-        id: uid('log'),
-        role: 'region',
-        'aria-labelledby': this.logTitle.id,
-        hidden: true
-      },
-      h('div', { className: 'scitex-section-header' }, this.logTitle, refreshLog, closeLog),
-      this.logText
-    );
-    body.append(this.list, this.message, this.logBox, form);
+    body.append(this.list, this.message, form);
     this.setProjects([]);
+    watcher.changed.connect(() => this.render(), this);
   }
 
   /** The projects offered in the form (kept selected across refreshes). */
@@ -128,73 +134,66 @@ export class JobsSection {
     const selected = this.project.value;
     clear(this.project);
     if (projects.length === 0) {
-      this.project.append(h('option', { value: '' }, 'No projects'));
+      this.project.append(h('option', { value: '' }, this.trans.__('No projects')));
     }
     for (const p of projects) {
       this.project.append(h('option', { value: p.name, selected: p.name === selected }, p.name));
     }
   }
 
-  /** Whether some listed job may still change state (worth polling). */
-  get active(): boolean {
-    return this.jobs.some(j => !isFinalState(j.state));
+  /** Draw the list again (a log document opened or closed). */
+  render(): void {
+    keepFocus(this.list, () => this.renderList());
   }
 
-  async refresh(): Promise<void> {
-    try {
-      this.jobs = await this.api.jobs();
-      this.loadError = null;
-    } catch (err) {
-      this.loadError = describe(err);
-    }
-    keepFocus(this.list, () => this.render());
-  }
-
-  private render(): void {
+  private renderList(): void {
+    const trans = this.trans;
     clear(this.list);
-    if (this.loadError) {
+    if (this.watcher.error) {
       this.list.append(
-        h('li', { className: 'scitex-message', 'data-kind': 'error' }, this.loadError)
+        h('li', { className: 'scitex-message', 'data-kind': 'error' }, this.watcher.error)
       );
       return;
     }
-    if (this.jobs.length === 0) {
-      this.list.append(h('li', { className: 'scitex-muted' }, 'No jobs.'));
+    if (this.watcher.jobs.length === 0) {
+      this.list.append(h('li', { className: 'scitex-muted' }, trans.__('No jobs.')));
       return;
     }
-    for (const job of this.jobs) {
+    for (const job of this.watcher.jobs) {
       const what = [job.project, job.script].filter(Boolean).join(' / ');
       const state = [
-        job.state ?? 'unknown state',
+        job.state ?? trans.__('unknown state'),
         job.reason ? `(${job.reason})` : '',
-        job.node ? `on ${job.node}` : ''
+        job.node ? trans.__('on %1', job.node) : ''
       ]
         .filter(Boolean)
         .join(' ');
+      const open = this.logs.isOpen(job.id);
       const log = h(
         'button',
         {
           type: 'button',
-          className: 'scitex-button scitex-secondary',
-          'aria-label': `Show log of job ${job.id}`,
-          'aria-controls': this.logBox.id,
-          'aria-expanded': this.logJob === job.id && !this.logBox.hidden ? 'true' : 'false',
+          className: 'scitex-button scitex-secondary jp-mod-styled',
+          'aria-label': trans.__('Show log of job %1', job.id),
+          // The log opens as a document in the main area.
+          'aria-controls': open ? this.logs.nodeId(job.id) : undefined,
+          'aria-expanded': open ? 'true' : 'false',
           'data-focus-key': `log:${job.id}`
         },
-        'Log'
+        trans.__('Log')
       );
-      log.addEventListener('click', () => void busy(log, () => this.openLog(job.id)));
+      log.addEventListener('click', () => this.logs.open(job.id));
       let cancel: HTMLButtonElement | null = null;
       if (!isFinalState(job.state)) {
         const button = h(
           'button',
           {
             type: 'button',
-            className: 'scitex-button scitex-danger',
-            'aria-label': `Cancel job ${job.id}`,
+            className: 'scitex-button scitex-danger jp-mod-styled',
+            'aria-label': trans.__('Cancel job %1', job.id),
             'data-focus-key': `cancel:${job.id}`
           },
-          'Cancel'
+          trans.__('Cancel')
         );
         button.addEventListener('click', () => void busy(button, () => this.cancel(job.id)));
         cancel = button;
@@ -206,7 +205,7 @@ export class JobsSection {
           h(
             'div',
             { className: 'scitex-item-main' },
-            h('strong', {}, `Job ${job.id}`),
+            h('strong', {}, trans.__('Job %1', job.id)),
             what ? h('span', {}, what) : null,
             h('span', { className: 'scitex-muted' }, state)
           ),
@@ -217,6 +216,7 @@ export class JobsSection {
   }
 
   private async submit(): Promise<void> {
+    const trans = this.trans;
     const project = this.project.value;
     const script = this.script.value.trim();
     if (!project || !script) {
@@ -224,8 +224,8 @@ export class JobsSection {
         this.message,
         'error',
         project
-          ? 'Type the script to run.'
-          : 'Create a project first: a job runs a script of a project.'
+          ? trans.__('Type the script to run.')
+          : trans.__('Create a project first: a job runs a script of a project.')
       );
       (project ? this.script : this.project).focus();
       return;
@@ -240,24 +240,32 @@ export class JobsSection {
     if (this.time.value.trim()) {
       resources.runtime = this.time.value.trim();
     }
-    showMessage(this.message, 'info', `Submitting ${script} of ${project}…`);
+    showMessage(this.message, 'info', trans.__('Submitting %1 of %2…', script, project));
     try {
       const job = await this.api.submitJob({ project, script, resources });
-      showMessage(this.message, 'success', job ? `Job ${job.id} submitted.` : 'Job submitted.');
+      showMessage(
+        this.message,
+        'success',
+        job ? trans.__('Job %1 submitted.', job.id) : trans.__('Job submitted.')
+      );
+      if (job) {
+        this.watcher.expect(job.id);
+      }
     } catch (err) {
-      showMessage(this.message, 'error', `Submission failed: ${describe(err)}`);
+      showMessage(this.message, 'error', trans.__('Submission failed: %1', describe(err)));
       return;
     }
-    await this.refresh();
+    await this.watcher.refresh();
   }
 
   private async cancel(id: string): Promise<void> {
+    const trans = this.trans;
     const answer = await showDialog({
-      title: `Cancel job ${id}?`,
-      body: 'The job is stopped; its output so far stays in its log.',
+      title: trans.__('Cancel job %1?', id),
+      body: trans.__('The job is stopped; its output so far stays in its log.'),
       buttons: [
-        Dialog.cancelButton({ label: 'Keep running' }),
-        Dialog.warnButton({ label: 'Cancel job' })
+        Dialog.cancelButton({ label: trans.__('Keep running') }),
+        Dialog.warnButton({ label: trans.__('Cancel job') })
       ]
     });
     if (!answer.button.accept) {
@@ -265,53 +273,19 @@ export class JobsSection {
     }
     try {
       await this.api.cancelJob(id);
-      showMessage(this.message, 'success', `Job ${id} cancelled.`);
+      showMessage(this.message, 'success', trans.__('Job %1 cancelled.', id));
     } catch (err) {
-      showMessage(this.message, 'error', `Cancelling job ${id} failed: ${describe(err)}`);
+      showMessage(
+        this.message,
+        'error',
+        trans.__('Cancelling job %1 failed: %2', id, describe(err))
+      );
     }
-    await this.refresh();
+    await this.watcher.refresh();
   }
 
-  private async openLog(id: string): Promise<void> {
-    this.logJob = id;
-    this.logTitle.textContent = `Log of job ${id}`;
-    this.logBox.hidden = false;
-    keepFocus(this.list, () => this.render());
-    await this.loadLog();
-  }
-
-  private async loadLog(): Promise<void> {
-    if (this.logJob === null) {
-      return;
-    }
-    this.logText.dataset.kind = 'info';
-    try {
-      const text = await this.api.jobLog(this.logJob);
-      this.logText.textContent = text || '(the log is empty)';
-      this.logText.scrollTop = this.logText.scrollHeight;
-    } catch (err) {
-      this.logText.dataset.kind = 'error';
-      this.logText.textContent = describe(err);
-    }
-  }
-
-  private closeLog(): void {
-    const id = this.logJob;
-    this.logBox.hidden = true;
-    this.logJob = null;
-    keepFocus(this.list, () => this.render());
-    // Back to the button that opened it, so keyboard users keep their place.
-    this.list.querySelector<HTMLElement>(`[data-focus-key="log:${CSS.escape(id ?? '')}"]`)?.focus();
-  }
-
-  private jobs: IJob[] = [];
-  private loadError: string | null = null;
-  private logJob: string | null = null;
   private list: HTMLElement;
   private message: HTMLElement;
-  private logBox: HTMLElement;
-  private logTitle: HTMLElement;
-  private logText: HTMLElement;
   private project: HTMLSelectElement;
   private script: HTMLInputElement;
   private cpus: HTMLInputElement;

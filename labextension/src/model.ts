@@ -1,19 +1,40 @@
-// Session and quota state shared by the panel and the status-bar item: one poll
-// of each endpoint per minute, and a local one-second countdown in between.
+// Session and quota state shared by the panel and the status-bar item: each
+// endpoint polled with @lumino/polling (standing by while the page is hidden) at
+// the intervals of the settings, and a local one-second countdown in between.
 
+import { TranslationBundle, nullTranslator } from '@jupyterlab/translation';
 import { IDisposable } from '@lumino/disposable';
+import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { APIError, IQuota, ISession, SciTeXAPI } from './api';
-
-export const POLL_MS = 60_000;
-/** The session warning: this many seconds before the job's end. */
-export const WARN_SECONDS = 15 * 60;
+import { MAX_MS, SciTeXSettings, ms } from './settings';
 
 export type Change = 'session' | 'quota' | 'tick';
 
 export class SciTeXModel implements IDisposable {
-  constructor(readonly api: SciTeXAPI) {}
+  constructor(
+    readonly api: SciTeXAPI,
+    readonly settings: SciTeXSettings = new SciTeXSettings(),
+    readonly trans: TranslationBundle = nullTranslator.load('scitex')
+  ) {
+    const values = settings.values;
+    this._sessionPoll = new Poll({
+      auto: false,
+      factory: () => this.refreshSession(),
+      frequency: { interval: ms(values.sessionRefreshSeconds), backoff: false, max: MAX_MS },
+      name: 'scitex:session',
+      standby: 'when-hidden'
+    });
+    this._quotaPoll = new Poll({
+      auto: false,
+      factory: () => this.readQuota(),
+      frequency: { interval: ms(values.quotaRefreshSeconds), backoff: false, max: MAX_MS },
+      name: 'scitex:quota',
+      standby: 'when-hidden'
+    });
+    settings.changed.connect(this.onSettings, this);
+  }
 
   session: ISession | null = null;
   sessionError: string | null = null;
@@ -24,9 +45,14 @@ export class SciTeXModel implements IDisposable {
     return this._changed;
   }
 
-  /** Emitted once per session, when time left first drops to WARN_SECONDS or less. */
+  /** Emitted once per session, when time left first drops to warnSeconds or less. */
   get warning(): ISignal<this, number> {
     return this._warning;
+  }
+
+  /** The walltime warning, in seconds before the job's end (0: none). */
+  get warnSeconds(): number {
+    return Math.max(0, this.settings.values.walltimeWarningMinutes) * 60;
   }
 
   get isDisposed(): boolean {
@@ -44,9 +70,9 @@ export class SciTeXModel implements IDisposable {
   }
 
   start(): void {
-    void this.refreshSession();
-    void this.refreshQuota();
-    this._sessionTimer = window.setInterval(() => void this.refreshSession(), POLL_MS);
+    void this._sessionPoll.start();
+    void this._quotaPoll.start();
+    // The countdown is local (no request): it ticks whether or not the page shows.
     this._tickTimer = window.setInterval(() => this.tick(), 1000);
   }
 
@@ -64,23 +90,39 @@ export class SciTeXModel implements IDisposable {
     this.checkWarning();
   }
 
+  /** Read the quota now (the Refresh button); the poll goes on from here. */
   async refreshQuota(): Promise<void> {
-    window.clearTimeout(this._quotaTimer);
-    let next = POLL_MS;
+    await this._quotaPoll.refresh();
+  }
+
+  private async readQuota(): Promise<void> {
     try {
       this.quota = await this.api.quota();
       this.quotaError = null;
     } catch (err) {
       this.quotaError = describe(err);
-      // 503 before the first measurement: ask again when the server says.
+      // 503 before the first measurement: ask again when the server says (this
+      // schedule replaces the poll's usual next tick).
+      const interval = ms(this.settings.values.quotaRefreshSeconds);
       if (err instanceof APIError && err.retryAfter !== null) {
-        next = Math.min(POLL_MS, Math.max(1000, err.retryAfter * 1000));
+        const sooner = Math.min(interval, Math.max(1000, err.retryAfter * 1000));
+        void this._quotaPoll.schedule({ interval: sooner, phase: 'refreshed' });
       }
     }
     this._changed.emit('quota');
-    if (!this._disposed) {
-      this._quotaTimer = window.setTimeout(() => void this.refreshQuota(), next);
-    }
+  }
+
+  private onSettings(): void {
+    const values = this.settings.values;
+    this._sessionPoll.frequency = {
+      ...this._sessionPoll.frequency,
+      interval: ms(values.sessionRefreshSeconds)
+    };
+    this._quotaPoll.frequency = {
+      ...this._quotaPoll.frequency,
+      interval: ms(values.quotaRefreshSeconds)
+    };
+    this._changed.emit('tick');
   }
 
   private tick(): void {
@@ -90,7 +132,8 @@ export class SciTeXModel implements IDisposable {
 
   private checkWarning(): void {
     const left = this.timeLeft();
-    if (!this._warned && left !== null && left > 0 && left <= WARN_SECONDS) {
+    const warn = this.warnSeconds;
+    if (!this._warned && warn > 0 && left !== null && left > 0 && left <= warn) {
       this._warned = true;
       this._warning.emit(left);
     }
@@ -101,20 +144,20 @@ export class SciTeXModel implements IDisposable {
       return;
     }
     this._disposed = true;
-    window.clearInterval(this._sessionTimer);
+    this._sessionPoll.dispose();
+    this._quotaPoll.dispose();
     window.clearInterval(this._tickTimer);
-    window.clearTimeout(this._quotaTimer);
     Signal.clearData(this);
   }
 
   private _changed = new Signal<this, Change>(this);
   private _warning = new Signal<this, number>(this);
+  private _sessionPoll: Poll;
+  private _quotaPoll: Poll;
   private _sessionAt = 0;
   private _warned = false;
   private _disposed = false;
-  private _sessionTimer = 0;
   private _tickTimer = 0;
-  private _quotaTimer = 0;
 }
 
 export function describe(err: unknown): string {

@@ -1,68 +1,65 @@
-// The SciTeX sidebar: session, storage, projects, jobs.
+// The SciTeX sidebar (a JupyterLab SidePanel): session, storage, projects, jobs.
 
+import { TranslationBundle } from '@jupyterlab/translation';
+import { SidePanel } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
-import { Widget } from '@lumino/widgets';
+import { Panel, Widget } from '@lumino/widgets';
 
 import { SciTeXAPI } from './api';
 import { h } from './dom';
-import { JobsSection } from './jobs';
+import { ILogDocuments, JobsSection } from './jobs';
+import { JobWatcher } from './jobwatch';
 import { SciTeXModel } from './model';
 import { ProjectsSection } from './projects';
 import { QuotaSection } from './quota';
 import { SessionSection } from './session';
 
-/** Jobs are polled while the panel is shown and one of them may still change. */
-const JOBS_POLL_MS = 30_000;
-
-export class SciTeXPanel extends Widget {
-  constructor(model: SciTeXModel, api: SciTeXAPI) {
-    super();
+export class SciTeXPanel extends SidePanel {
+  constructor(
+    model: SciTeXModel,
+    api: SciTeXAPI,
+    watcher: JobWatcher,
+    logs: ILogDocuments,
+    trans: TranslationBundle
+  ) {
+    // A plain Panel: the sections stay open (the default content is an accordion).
+    super({ content: new Panel() });
     this.id = 'scitex-panel';
     this.addClass('scitex-panel');
-    this.title.caption = 'SciTeX: session, storage, projects, jobs';
+    this.title.caption = trans.__('SciTeX: session, storage, projects, jobs');
     this.session = new SessionSection(model);
     this.quota = new QuotaSection(model);
-    this.projects = new ProjectsSection(api);
-    this.jobs = new JobsSection(api);
+    this.projects = new ProjectsSection(api, trans);
+    this.jobs = new JobsSection(api, trans, watcher, logs);
+    this.watcher = watcher;
     this.projects.changed.connect((_, list) => this.jobs.setProjects(list));
     // The whole panel is a landmark named like its tab.
     this.node.setAttribute('role', 'region');
-    this.node.setAttribute('aria-label', 'SciTeX');
-    this.node.append(
-      h('h2', { className: 'scitex-title' }, 'SciTeX'),
-      this.session.node,
-      this.quota.node,
-      this.projects.node,
-      this.jobs.node
+    this.node.setAttribute('aria-label', trans.__('SciTeX'));
+    this.header.addWidget(
+      new Widget({ node: h('h2', { className: 'scitex-title' }, trans.__('SciTeX')) })
     );
+    this.addWidget(new Widget({ node: this.session.node }));
+    this.addWidget(new Widget({ node: this.quota.node }));
+    this.addWidget(this.projects);
+    this.addWidget(this.jobs);
+  }
+
+  /** A log document opened or closed: the Log buttons say so. */
+  logsChanged(): void {
+    this.jobs.render();
   }
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
     // Projects and jobs are read when the panel opens (and after each action).
     void this.projects.refresh();
-    void this.jobs.refresh();
-    window.clearInterval(this.jobsTimer);
-    this.jobsTimer = window.setInterval(() => {
-      if (this.jobs.active) {
-        void this.jobs.refresh();
-      }
-    }, JOBS_POLL_MS);
-  }
-
-  protected onAfterHide(msg: Message): void {
-    super.onAfterHide(msg);
-    window.clearInterval(this.jobsTimer);
-  }
-
-  dispose(): void {
-    window.clearInterval(this.jobsTimer);
-    super.dispose();
+    void this.watcher.refresh();
   }
 
   private session: SessionSection;
   private quota: QuotaSection;
   private projects: ProjectsSection;
   private jobs: JobsSection;
-  private jobsTimer = 0;
+  private watcher: JobWatcher;
 }

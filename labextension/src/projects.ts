@@ -1,63 +1,65 @@
 // The "Projects" section: git status of each project, create, sync with one click.
 
+import { TranslationBundle } from '@jupyterlab/translation';
+import { ToolbarButton, refreshIcon } from '@jupyterlab/ui-components';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { APIError, IProject, ISyncResult, SciTeXAPI } from './api';
 import { clear, h, keepFocus, liveMessage, showMessage, uid } from './dom';
 import { describe } from './model';
-import { busy, section } from './section';
+import { SectionWidget, busy, once } from './section';
 
-function statusWords(p: IProject): string {
+function statusWords(p: IProject, trans: TranslationBundle): string {
   const parts: string[] = [];
-  parts.push(p.branch ? `on ${p.branch}` : 'no branch checked out');
+  parts.push(p.branch ? trans.__('on %1', p.branch) : trans.__('no branch checked out'));
   if (p.ahead === null || p.behind === null) {
-    parts.push(p.remote ? 'not yet synced' : 'local only');
+    parts.push(p.remote ? trans.__('not yet synced') : trans.__('local only'));
   } else if (p.ahead === 0 && p.behind === 0) {
-    parts.push('up to date');
+    parts.push(trans.__('up to date'));
   } else {
-    parts.push(`${p.ahead} ahead, ${p.behind} behind`);
+    parts.push(trans.__('%1 ahead, %2 behind', p.ahead, p.behind));
   }
-  parts.push(p.dirty ? 'uncommitted changes' : 'no local changes');
+  parts.push(p.dirty ? trans.__('uncommitted changes') : trans.__('no local changes'));
   return parts.join(' · ');
 }
 
-function commits(n: number): string {
-  return `${n} commit${n === 1 ? '' : 's'}`;
-}
-
-export class ProjectsSection {
-  readonly node: HTMLElement;
+export class ProjectsSection extends SectionWidget {
   projects: IProject[] = [];
 
-  constructor(private api: SciTeXAPI) {
-    const refresh = h(
-      'button',
-      {
-        type: 'button',
-        className: 'scitex-button scitex-refresh',
-        'aria-label': 'Refresh projects'
-      },
-      'Refresh'
+  constructor(
+    private api: SciTeXAPI,
+    private trans: TranslationBundle
+  ) {
+    super(trans.__('Projects'));
+    this.toolbar.addItem(
+      'refresh',
+      new ToolbarButton({
+        icon: refreshIcon,
+        tooltip: trans.__('Refresh projects'),
+        onClick: once(() => this.refresh())
+      })
     );
-    refresh.addEventListener('click', () => void busy(refresh, () => this.refresh()));
-    const { node, body } = section('Projects', refresh);
-    this.node = node;
+    const body = this.body;
 
     const inputId = uid('new-project');
     this.nameInput = h('input', {
       id: inputId,
       type: 'text',
-      className: 'scitex-input',
+      className: 'scitex-input jp-mod-styled',
       autocomplete: 'off',
       spellcheck: 'false',
       required: true,
-      placeholder: 'e.g. thesis-analysis'
+      placeholder: trans.__('e.g. thesis-analysis')
     });
-    this.createButton = h('button', { type: 'submit', className: 'scitex-button' }, 'Create');
+    this.createButton = h(
+      'button',
+      { type: 'submit', className: 'scitex-button jp-mod-styled' },
+      trans.__('Create')
+    );
     const form = h(
       'form',
       { className: 'scitex-form scitex-inline' },
-      h('label', { for: inputId }, 'New project'),
+      h('label', { for: inputId }, trans.__('New project')),
       h('div', { className: 'scitex-row' }, this.nameInput, this.createButton)
     );
     form.addEventListener('submit', event => {
@@ -65,7 +67,7 @@ export class ProjectsSection {
       void busy(this.createButton, () => this.create());
     });
 
-    this.list = h('ul', { className: 'scitex-list', 'aria-label': 'Projects' });
+    this.list = h('ul', { className: 'scitex-list', 'aria-label': trans.__('Projects') });
     this.message = liveMessage();
     body.append(this.list, this.message, form);
   }
@@ -91,6 +93,7 @@ export class ProjectsSection {
   }
 
   private renderList(): void {
+    const trans = this.trans;
     clear(this.list);
     if (this.loadError) {
       this.list.append(
@@ -100,7 +103,7 @@ export class ProjectsSection {
     }
     if (this.projects.length === 0) {
       this.list.append(
-        h('li', { className: 'scitex-muted' }, 'No projects yet: create one below.')
+        h('li', { className: 'scitex-muted' }, trans.__('No projects yet: create one below.'))
       );
       return;
     }
@@ -109,22 +112,22 @@ export class ProjectsSection {
         'button',
         {
           type: 'button',
-          className: 'scitex-button',
-          'aria-label': `Sync project ${p.name}`,
+          className: 'scitex-button jp-mod-styled',
+          'aria-label': trans.__('Sync project %1', p.name),
           'data-focus-key': `sync:${p.name}`
         },
-        'Sync'
+        trans.__('Sync')
       );
       sync.addEventListener('click', () => void busy(sync, () => this.sync(p.name)));
       const check = h(
         'button',
         {
           type: 'button',
-          className: 'scitex-button scitex-secondary',
-          'aria-label': `Check status of project ${p.name}`,
+          className: 'scitex-button scitex-secondary jp-mod-styled',
+          'aria-label': trans.__('Check status of project %1', p.name),
           'data-focus-key': `status:${p.name}`
         },
-        'Status'
+        trans.__('Status')
       );
       check.addEventListener('click', () => void busy(check, () => this.status(p.name)));
       this.list.append(
@@ -135,7 +138,7 @@ export class ProjectsSection {
             'div',
             { className: 'scitex-item-main' },
             h('strong', {}, p.name),
-            h('span', { className: 'scitex-muted' }, statusWords(p))
+            h('span', { className: 'scitex-muted' }, statusWords(p, trans))
           ),
           h('div', { className: 'scitex-item-tools' }, check, sync)
         )
@@ -146,15 +149,15 @@ export class ProjectsSection {
   private async create(): Promise<void> {
     const name = this.nameInput.value.trim();
     if (!name) {
-      showMessage(this.message, 'error', 'Type a name for the new project.');
+      showMessage(this.message, 'error', this.trans.__('Type a name for the new project.'));
       this.nameInput.focus();
       return;
     }
-    showMessage(this.message, 'info', `Creating ${name}…`);
+    showMessage(this.message, 'info', this.trans.__('Creating %1…', name));
     try {
       await this.api.createProject(name);
       this.nameInput.value = '';
-      showMessage(this.message, 'success', `Project ${name} created.`);
+      showMessage(this.message, 'success', this.trans.__('Project %1 created.', name));
       await this.refresh();
     } catch (err) {
       showMessage(this.message, 'error', describe(err));
@@ -165,23 +168,28 @@ export class ProjectsSection {
     try {
       const project = await this.api.projectStatus(name);
       this.replace(project);
-      showMessage(this.message, 'info', `${name}: ${statusWords(project)}.`);
+      showMessage(
+        this.message,
+        'info',
+        this.trans.__('%1: %2.', name, statusWords(project, this.trans))
+      );
     } catch (err) {
       showMessage(this.message, 'error', describe(err));
     }
   }
 
   private async sync(name: string): Promise<void> {
-    showMessage(this.message, 'info', `Syncing ${name}…`);
+    const trans = this.trans;
+    showMessage(this.message, 'info', trans.__('Syncing %1…', name));
     try {
       const result: ISyncResult = await this.api.syncProject(name);
       this.replace(result);
       const done = [
-        result.committed ? 'local changes committed' : '',
-        `${commits(result.pulled ?? 0)} pulled`,
-        `${commits(result.pushed ?? 0)} pushed`
+        result.committed ? trans.__('local changes committed') : '',
+        trans._n('%1 commit pulled', '%1 commits pulled', result.pulled ?? 0),
+        trans._n('%1 commit pushed', '%1 commits pushed', result.pushed ?? 0)
       ].filter(Boolean);
-      showMessage(this.message, 'success', `${name} synced: ${done.join(', ')}.`);
+      showMessage(this.message, 'success', trans.__('%1 synced: %2.', name, done.join(', ')));
     } catch (err) {
       this.showSyncError(name, err);
       // A conflict leaves the project as it was, but other state may have changed.
@@ -195,15 +203,16 @@ export class ProjectsSection {
       err instanceof APIError && Array.isArray(err.body.conflicts)
         ? err.body.conflicts.filter((p): p is string => typeof p === 'string')
         : [];
+    const trans = this.trans;
     if (paths.length === 0) {
-      showMessage(this.message, 'error', `Sync of ${name} failed: ${describe(err)}`);
+      showMessage(this.message, 'error', trans.__('Sync of %1 failed: %2', name, describe(err)));
       return;
     }
     showMessage(
       this.message,
       'error',
-      h('p', {}, `Sync of ${name} stopped on a conflict: ${describe(err)}`),
-      h('p', {}, 'Conflicting files:'),
+      h('p', {}, trans.__('Sync of %1 stopped on a conflict: %2', name, describe(err))),
+      h('p', {}, trans.__('Conflicting files:')),
       h('ul', { className: 'scitex-paths' }, ...paths.map(p => h('li', {}, h('code', {}, p))))
     );
   }

@@ -9,17 +9,18 @@ export class QuotaSection {
   readonly node: HTMLElement;
 
   constructor(private model: SciTeXModel) {
+    const trans = model.trans;
     const refresh = h(
       'button',
       {
         type: 'button',
         className: 'scitex-button scitex-refresh',
-        'aria-label': 'Refresh storage usage'
+        'aria-label': trans.__('Refresh storage usage')
       },
-      'Refresh'
+      trans.__('Refresh')
     );
     refresh.addEventListener('click', () => void this.model.refreshQuota());
-    const { node, body } = section('Storage', refresh);
+    const { node, body } = section(trans.__('Storage'), refresh);
     this.node = node;
     this.summary = h('p', { className: 'scitex-quota-summary' }, '…');
     this.fill = h('div', { className: 'scitex-bar-fill' });
@@ -28,7 +29,7 @@ export class QuotaSection {
       {
         className: 'scitex-bar',
         role: 'meter',
-        'aria-label': 'Storage used',
+        'aria-label': trans.__('Storage used'),
         'aria-valuemin': 0,
         'aria-valuemax': 100,
         hidden: true
@@ -51,6 +52,7 @@ export class QuotaSection {
 
   private render(): void {
     const q = this.model.quota;
+    const trans = this.model.trans;
     if (this.model.quotaError) {
       showMessage(this.error, 'error', this.model.quotaError);
     } else {
@@ -61,10 +63,15 @@ export class QuotaSection {
     }
     const pct = percentUsed(q.used_bytes, q.limit_bytes);
     if (q.limit_bytes === null || pct === null) {
-      setText(this.summary, `${formatBytes(q.used_bytes)} used (no limit set)`);
+      setText(this.summary, trans.__('%1 used (no limit set)', formatBytes(q.used_bytes)));
       this.bar.hidden = true;
     } else {
-      const words = `${formatBytes(q.used_bytes)} of ${formatBytes(q.limit_bytes)} used (${pct}%)`;
+      const words = trans.__(
+        '%1 of %2 used (%3%)',
+        formatBytes(q.used_bytes),
+        formatBytes(q.limit_bytes),
+        pct
+      );
       setText(this.summary, words);
       this.bar.hidden = false;
       this.bar.setAttribute('aria-valuenow', String(Math.min(100, pct)));
@@ -82,11 +89,16 @@ export class QuotaSection {
         h(
           'table',
           { className: 'scitex-table' },
-          h('caption', {}, 'By project'),
+          h('caption', {}, trans.__('By project')),
           h(
             'thead',
             {},
-            h('tr', {}, h('th', { scope: 'col' }, 'Project'), h('th', { scope: 'col' }, 'Used'))
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'col' }, trans.__('Project')),
+              h('th', { scope: 'col' }, trans.__('Used'))
+            )
           ),
           h('tbody', {}, ...rows)
         )
@@ -97,14 +109,14 @@ export class QuotaSection {
     const at = new Date(q.measured_at);
     if (!Number.isNaN(at.getTime())) {
       this.measured.append(
-        'Measured ',
+        `${trans.__('Measured')} `,
         h(
           'time',
           { datetime: q.measured_at, title: at.toLocaleString() },
-          formatAgo(at, new Date())
+          formatAgo(at, new Date(), trans)
         ),
-        ` at ${formatTime(at)}`,
-        q.source ? ` (source: ${q.source})` : ''
+        ` ${trans.__('at %1', formatTime(at))}`,
+        q.source ? ` ${trans.__('(source: %1)', q.source)}` : ''
       );
     }
   }

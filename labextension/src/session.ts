@@ -1,9 +1,9 @@
 // The "Session" section: job, node, profile and a live countdown, with a banner
-// from 15 minutes before the end.
+// from the walltime warning (settings) before the end.
 
 import { h, liveMessage, setText, showMessage, uid } from './dom';
 import { formatClock, formatSpoken, formatTime } from './format';
-import { Change, SciTeXModel, WARN_SECONDS } from './model';
+import { Change, SciTeXModel } from './model';
 import { section } from './section';
 
 function endsAt(secondsLeft: number): string {
@@ -15,17 +15,18 @@ export class SessionSection {
   readonly node: HTMLElement;
 
   constructor(private model: SciTeXModel) {
+    const trans = model.trans;
     const refresh = h(
       'button',
       {
         type: 'button',
         className: 'scitex-button scitex-refresh',
-        'aria-label': 'Refresh session'
+        'aria-label': trans.__('Refresh session')
       },
-      'Refresh'
+      trans.__('Refresh')
     );
     refresh.addEventListener('click', () => void this.model.refreshSession());
-    const { node, body } = section('Session', refresh);
+    const { node, body } = section(trans.__('Session'), refresh);
     this.node = node;
 
     this.banner = h('div', { className: 'scitex-banner', role: 'alert', hidden: true });
@@ -49,13 +50,13 @@ export class SessionSection {
       h(
         'dl',
         { className: 'scitex-facts' },
-        h('dt', {}, 'Job'),
+        h('dt', {}, trans.__('Job')),
         this.job,
-        h('dt', {}, 'Node'),
+        h('dt', {}, trans.__('Node')),
         this.nodeName,
-        h('dt', {}, 'Profile'),
+        h('dt', {}, trans.__('Profile')),
         this.profile,
-        h('dt', {}, 'Time left'),
+        h('dt', {}, trans.__('Time left')),
         h('dd', { className: 'scitex-time-left' }, this.clock, this.spoken, ' ', this.end)
       ),
       this.error
@@ -74,9 +75,10 @@ export class SessionSection {
 
   private render(): void {
     const s = this.model.session;
-    setText(this.job, s?.job_id || (s ? 'not a batch job' : '…'));
-    setText(this.nodeName, s?.node || (s ? 'unknown' : '…'));
-    setText(this.profile, s?.profile || (s ? 'unknown' : '…'));
+    const trans = this.model.trans;
+    setText(this.job, s?.job_id || (s ? trans.__('not a batch job') : '…'));
+    setText(this.nodeName, s?.node || (s ? trans.__('unknown') : '…'));
+    setText(this.profile, s?.profile || (s ? trans.__('unknown') : '…'));
     if (this.model.sessionError) {
       showMessage(this.error, 'error', this.model.sessionError);
     } else {
@@ -86,18 +88,20 @@ export class SessionSection {
 
   private renderClock(): void {
     const left = this.model.timeLeft();
+    const trans = this.model.trans;
+    const warn = this.model.warnSeconds;
     if (left === null) {
-      setText(this.clock, this.model.session ? 'no end time known' : '…');
+      setText(this.clock, this.model.session ? trans.__('no end time known') : '…');
       setText(this.spoken, '');
       setText(this.end, '');
       this.setBanner('none');
       return;
     }
     setText(this.clock, formatClock(left));
-    setText(this.spoken, `${formatSpoken(left)} left`);
-    setText(this.end, `(ends at ${endsAt(left)})`);
-    this.node.dataset.level = left === 0 ? 'over' : left <= WARN_SECONDS ? 'warn' : 'ok';
-    this.setBanner(left === 0 ? 'ended' : left <= WARN_SECONDS ? 'warn' : 'none');
+    setText(this.spoken, trans.__('%1 left', formatSpoken(left, trans)));
+    setText(this.end, trans.__('(ends at %1)', endsAt(left)));
+    this.node.dataset.level = left === 0 ? 'over' : left <= warn ? 'warn' : 'ok';
+    this.setBanner(left === 0 ? 'ended' : left <= warn ? 'warn' : 'none');
   }
 
   /** The banner's words change only when its state does: it is an alert region. */
@@ -107,12 +111,19 @@ export class SessionSection {
     }
     this.bannerState = state;
     const left = this.model.timeLeft() ?? 0;
+    const trans = this.model.trans;
     this.banner.hidden = state === 'none';
     this.banner.textContent =
       state === 'warn'
-        ? `Your session ends in ${formatSpoken(left)} (at ${endsAt(left)}). Save your work now: the job is stopped at its time limit.`
+        ? trans.__(
+            'Your session ends in %1 (at %2). Save your work now: the job is stopped at its time limit.',
+            formatSpoken(left, trans),
+            endsAt(left)
+          )
         : state === 'ended'
-          ? 'Your session has reached its time limit: the job may stop at any moment. Save your work now.'
+          ? trans.__(
+              'Your session has reached its time limit: the job may stop at any moment. Save your work now.'
+            )
           : '';
   }
 

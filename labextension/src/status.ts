@@ -4,7 +4,7 @@ import { Widget } from '@lumino/widgets';
 
 import { h, setText } from './dom';
 import { formatClock, formatSpoken, percentUsed } from './format';
-import { SciTeXModel, WARN_SECONDS } from './model';
+import { SciTeXModel } from './model';
 
 export class SciTeXStatus extends Widget {
   constructor(
@@ -22,21 +22,28 @@ export class SciTeXStatus extends Widget {
 
   private render(): void {
     const left = this.model.timeLeft();
+    const trans = this.model.trans;
     const q = this.model.quota;
     const pct = q ? percentUsed(q.used_bytes, q.limit_bytes) : null;
     const shown: string[] = [];
     const said: string[] = [];
     if (left !== null) {
-      shown.push(`${formatClock(left)} left`);
-      said.push(`${formatSpoken(left)} left`);
+      shown.push(trans.__('%1 left', formatClock(left)));
+      said.push(trans.__('%1 left', formatSpoken(left, trans)));
     }
     if (pct !== null) {
-      shown.push(`${pct}% of storage`);
-      said.push(`storage ${pct}% used`);
+      shown.push(trans.__('%1% of storage', pct));
+      said.push(trans.__('storage %1% used', pct));
     }
-    setText(this.button, shown.length ? `SciTeX ${shown.join(' · ')}` : 'SciTeX');
+    setText(
+      this.button,
+      shown.length ? trans.__('SciTeX %1', shown.join(' · ')) : trans.__('SciTeX')
+    );
     // The visible text ticks every second; the accessible name only per minute.
-    const name = `SciTeX: ${said.length ? said.join(', ') : 'session details'}. Open the SciTeX panel.`;
+    const name = trans.__(
+      'SciTeX: %1. Open the SciTeX panel.',
+      said.length ? said.join(', ') : trans.__('session details')
+    );
     if (this.button.getAttribute('aria-label') !== name) {
       this.button.setAttribute('aria-label', name);
       this.button.title = name;
@@ -44,7 +51,7 @@ export class SciTeXStatus extends Widget {
     this.button.dataset.level =
       left === 0 || (pct !== null && pct >= 100)
         ? 'over'
-        : (left !== null && left <= WARN_SECONDS) || (pct !== null && pct >= 90)
+        : (left !== null && left <= this.model.warnSeconds) || (pct !== null && pct >= 90)
           ? 'warn'
           : 'ok';
   }

@@ -39,7 +39,7 @@ def load(path: Path) -> dict:
 def sources_hash() -> str:
     """What labextension/scripts/postbuild.js records in sources.sha256."""
     files = ["package.json", "tsconfig.json"]
-    for folder in ("src", "style"):
+    for folder in ("schema", "src", "style"):
         files += [f"{folder}/{p.name}" for p in (SOURCE / folder).iterdir()]
     digest = hashlib.sha256()
     for name in sorted(files):
@@ -136,3 +136,19 @@ def test_the_installed_package_ships_the_extension():
     entry = entry_for(sections.get(os.path.realpath(INSTALLED.parent.parent), []))
     assert entry is not None, f"{NAME} not listed under {INSTALLED.parent.parent}: {sections}"
     assert entry.split()[2:4] == ["enabled", "OK"], entry
+
+
+def test_the_settings_schema_ships_with_the_build():
+    """The schema JupyterLab reads the settings and the file browser's menu entry from."""
+    source = load(SOURCE / "schema" / "plugin.json")
+    assert load(SOURCE / "package.json")["jupyterlab"]["schemaDir"] == "schema"
+    assert load(BUILT / "schemas" / "@scitex" / "jupyterlab" / "plugin.json") == source
+    assert set(source["properties"]) >= {
+        "sessionRefreshSeconds",
+        "quotaRefreshSeconds",
+        "jobsRefreshSeconds",
+        "walltimeWarningMinutes",
+    }
+    [entry] = source["jupyter.lab.menus"]["context"]
+    assert entry["command"] == "scitex:submit-job"
+    assert entry["selector"] == '.jp-DirListing-item[data-isdir="false"]'
