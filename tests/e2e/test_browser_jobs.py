@@ -256,3 +256,22 @@ def test_the_job_is_listed_in_the_panel_and_its_log_opens_from_there(lab: Any, s
     page.locator(".lm-MenuBar-item", has_text="Run").click()
     assert page.get_by_role("menuitem", name="Open a Job Log…").is_visible()
     page.keyboard.press("Escape")
+
+
+def test_the_palette_submits_the_open_script(lab: Any, hub: Hub) -> None:
+    page = lab
+    page.goto(hub.url + f"/user/alice/lab/tree/projects/{PROJECT}/run.sh")
+    page.locator(".jp-FileEditor").wait_for()
+    page.locator(".jp-FileEditor .cm-content").click()
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator("#command-palette input")
+    palette.fill("Submit as SLURM")
+    page.locator(
+        "#command-palette .lm-CommandPalette-item", has_text="Submit as SLURM Job…"
+    ).click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    # The open document is the one submitted.
+    assert dialog.get_by_text(f"Run run.sh of project {PROJECT} as a SLURM batch job.").count()
+    dialog.get_by_role("button", name="Cancel", exact=True).click()
+    dialog.wait_for(state="detached")
