@@ -25,6 +25,8 @@ export interface IQuota {
   projects: { name: string; used_bytes: number }[];
   measured_at: string;
   source: string;
+  /** Part of the tree could not be read: used_bytes is a lower bound. */
+  incomplete?: boolean;
 }
 
 export interface IProject {

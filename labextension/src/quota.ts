@@ -62,16 +62,15 @@ export class QuotaSection {
       return;
     }
     const pct = percentUsed(q.used_bytes, q.limit_bytes);
+    // An incomplete measurement is a lower bound: never shown as the exact figure.
+    const used = q.incomplete
+      ? trans.__('at least %1', formatBytes(q.used_bytes))
+      : formatBytes(q.used_bytes);
     if (q.limit_bytes === null || pct === null) {
-      setText(this.summary, trans.__('%1 used (no limit set)', formatBytes(q.used_bytes)));
+      setText(this.summary, trans.__('%1 used (no limit set)', used));
       this.bar.hidden = true;
     } else {
-      const words = trans.__(
-        '%1 of %2 used (%3%)',
-        formatBytes(q.used_bytes),
-        formatBytes(q.limit_bytes),
-        pct
-      );
+      const words = trans.__('%1 of %2 used (%3%)', used, formatBytes(q.limit_bytes), pct);
       setText(this.summary, words);
       this.bar.hidden = false;
       this.bar.setAttribute('aria-valuenow', String(Math.min(100, pct)));
@@ -116,7 +115,10 @@ export class QuotaSection {
           formatAgo(at, new Date(), trans)
         ),
         ` ${trans.__('at %1', formatTime(at))}`,
-        q.source ? ` ${trans.__('(source: %1)', q.source)}` : ''
+        q.source ? ` ${trans.__('(source: %1)', q.source)}` : '',
+        q.incomplete
+          ? ` ${trans.__('Incomplete: part of your data directory could not be read (a folder without read permission?), so the number is a lower bound.')}`
+          : ''
       );
     }
   }
