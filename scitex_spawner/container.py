@@ -10,8 +10,10 @@ is ever on a command line.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 CONTAINER_DATA_DIR = "/data"
@@ -26,6 +28,54 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9_./+@-]*\Z")
 
 class ContainerError(ValueError):
     """A bind or path that cannot be given to the container runtime."""
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """The container runtime every job script of this site uses, and its command as an
+    absolute path: a job's PATH is not the hub's, so a bare name may not be found there."""
+
+    runtime: str  # "apptainer" | "singularity" | "none"
+    executable: str = ""  # absolute; "" for "none"
+    # Why ``auto`` runs without a container ("" when it did not fall back).
+    fallback_reason: str = ""
+
+
+def resolve_container_runtime(
+    configured: str,
+    executable: str | None,
+    image: str | None,
+    *,
+    which: Callable[[str], str | None] = shutil.which,
+    exists: Callable[[str], bool] = os.path.exists,
+) -> RuntimeChoice:
+    """``container.runtime`` (and ``container.executable``) as notebook and compute jobs
+    use it; the one place that decides, for the spawner and the hub service alike.
+
+    ``executable`` is the site's path of the command on the compute nodes, taken as it
+    is; without it the command is looked up on this process's PATH. ``auto`` is Apptainer
+    when its command and ``image`` are found, else no container (with the reason).
+    Raises :class:`ContainerError` when an explicit runtime's command is nowhere.
+    """
+    if configured == "none":
+        return RuntimeChoice("none")
+    name = "apptainer" if configured == "auto" else configured
+    found = executable or which(name)
+    if configured == "auto":
+        if not found:
+            return RuntimeChoice("none", fallback_reason="Apptainer is not installed")
+        if not image or not exists(image):
+            return RuntimeChoice("none", fallback_reason="the image is missing")
+        return RuntimeChoice("apptainer", os.path.abspath(found))
+    if configured not in RUNTIMES:
+        raise ContainerError(f"container runtime {configured!r} is not one of {RUNTIMES}")
+    if not found:
+        raise ContainerError(
+            f"The site's container runtime {configured!r} is not installed on the hub "
+            f"(no {name} on its PATH) and container.executable is not set; ask your "
+            "administrator"
+        )
+    return RuntimeChoice(configured, os.path.abspath(found))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
-import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -37,7 +36,16 @@ from traitlets import (
 import scitex_safefs as safefs
 
 from .callback import install_handlers
-from .container import CONTAINER_DATA_DIR, ENV_PREFIX, Bind, ContainerSpec, container_argv
+from .container import (
+    CONTAINER_DATA_DIR,
+    ENV_PREFIX,
+    Bind,
+    ContainerError,
+    ContainerSpec,
+    RuntimeChoice,
+    container_argv,
+    resolve_container_runtime,
+)
 from .form import render_options_form
 from .institutions import (
     USERNAME_RE,
@@ -370,13 +378,15 @@ class SciTeXSpawner(SlurmSpawner):
         notices = []
         if self.exit_reason:
             notices.append(f"Your last server stopped: {self.exit_reason}.")
-        if self.container_runtime == "auto" and not (
-            self.container_executable or shutil.which("apptainer")
-        ):
-            notices.append(
-                "No container runtime is installed: your server runs directly in its "
-                "SLURM job, with the node's software."
-            )
+        if self.container_runtime == "auto":
+            fallback = resolve_container_runtime(
+                "auto", self.container_executable or None, self.container_image or None
+            ).fallback_reason
+            if fallback:
+                notices.append(
+                    f"No container runtime ({fallback}): your server runs directly in its "
+                    "SLURM job, with the node's software."
+                )
         return render_options_form(
             self.profiles,
             institution.profiles,
@@ -439,15 +449,15 @@ class SciTeXSpawner(SlurmSpawner):
         return [self.notebook_python, "-m", "scitex_server_ext.singleuser", *self.get_args()]
 
     def container_spec(
-        self, runtime: str, data_dir: str, resources: ResolvedResources
+        self, runtime: RuntimeChoice, data_dir: str, resources: ResolvedResources
     ) -> ContainerSpec | None:
         """How the server is wrapped in a container, or None to run it directly in the job."""
-        if runtime == "none":
+        if runtime.runtime == "none":
             return None
         image = resources.image or self.container_image
         return ContainerSpec(
-            runtime=runtime,
-            executable=self.container_executable or runtime,
+            runtime=runtime.runtime,
+            executable=runtime.executable,
             image=image,
             data_dir=data_dir,
             binds=tuple(Bind.parse(b) for b in self.container_binds),
@@ -459,7 +469,7 @@ class SciTeXSpawner(SlurmSpawner):
         self,
         institution_id: str,
         resources: ResolvedResources,
-        runtime: str = "none",
+        runtime: RuntimeChoice | None = None,
         env_names: Iterable[str] = (),
         quota_limit_bytes: int | None = None,
     ) -> BatchJobSpec:
@@ -468,7 +478,7 @@ class SciTeXSpawner(SlurmSpawner):
         user's effective limit (0: none), default the institution's quota."""
         data_dir = self.user_data_dir(institution_id)
         institution = self.institutions[institution_id]
-        container = self.container_spec(runtime, data_dir, resources)
+        container = self.container_spec(runtime or RuntimeChoice("none"), data_dir, resources)
         command = self.notebook_command()
         forward: tuple[str, ...] = ()
         if container is not None:
@@ -502,33 +512,27 @@ class SciTeXSpawner(SlurmSpawner):
             forward_env_prefix=ENV_PREFIX[container.runtime] if container else "",
         )
 
-    async def resolve_runtime(self) -> str:
-        """The container runtime for this start: ``auto`` becomes apptainer or none."""
-        runtime = self.container_runtime
-        if runtime == "none":
-            return "none"
-        if runtime == "auto":
-            executable = self.container_executable or shutil.which("apptainer") or ""
-            image_ok = bool(self.container_image) and await asyncio.to_thread(
-                os.path.exists, self.container_image
+    async def resolve_runtime(self) -> RuntimeChoice:
+        """The container runtime for this start (container.resolve_container_runtime:
+        ``auto`` becomes apptainer or none; the command as an absolute path)."""
+        try:
+            choice = await asyncio.to_thread(
+                resolve_container_runtime,
+                self.container_runtime,
+                self.container_executable or None,
+                self.container_image or None,
             )
-            if executable and image_ok:
-                self.container_executable = executable
-                return "apptainer"
-            why = "Apptainer is not installed" if not executable else "the image is missing"
+        except ContainerError as e:
+            raise SpawnFailed(str(e)) from None
+        if choice.fallback_reason:
+            why = choice.fallback_reason
             self.log.warning("No container for %s: %s", self._log_name, why)
             self._event(
                 f"No container runtime ({why}): your server runs directly in its SLURM job, "
                 "with the node's software",
                 15,
             )
-            return "none"
-        if not self.container_executable and not shutil.which(runtime):
-            raise SpawnFailed(
-                f"The site's container runtime {runtime!r} is not installed on the hub; "
-                "ask your administrator"
-            )
-        return runtime
+        return choice
 
     def job_environment(self) -> dict[str, str]:
         """Exactly the environment sbatch (and so the job) gets: no hub secrets."""
@@ -593,7 +597,7 @@ class SciTeXSpawner(SlurmSpawner):
                 quota_limit_bytes=admission.limit_bytes,
             )
         )
-        image = (resources.image or self.container_image) if runtime != "none" else None
+        image = (resources.image or self.container_image) if runtime.runtime != "none" else None
         self.spawn_records.begun(institution_id, resources, image)
         self._port_future = asyncio.get_running_loop().create_future()
         try:

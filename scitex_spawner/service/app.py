@@ -212,7 +212,9 @@ class SciTeXService(Application):
         )
         # Compute jobs from JupyterLab (docs/jobs.md): submitted as the user.
         jobs = make_compute_jobs(self.settings, self.settings.profiles, parent=self)
-        self.log.info("compute jobs: container runtime %s", jobs.site.runtime)
+        self.log.info(
+            "compute jobs: container runtime %s %s", jobs.site.runtime, jobs.site.executable
+        )
         app = make_app(context, hub_auth, prefix, log=self.log, slurm=slurm, jobs=jobs)
         url = urlparse(self.service_url)
         server = HTTPServer(app, xheaders=True)

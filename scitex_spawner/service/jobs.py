@@ -39,7 +39,14 @@ from traitlets.config import LoggingConfigurable
 
 import scitex_safefs as safefs
 
-from ..container import ENV_PREFIX, Bind, ContainerSpec, container_argv
+from ..container import (
+    ENV_PREFIX,
+    Bind,
+    ContainerSpec,
+    RuntimeChoice,
+    container_argv,
+    resolve_container_runtime,
+)
 from ..db import store as db
 from ..db.models import ComputeJobRecord, utcnow
 from ..institutions import USERNAME_RE, Institution, InstitutionDirectory
@@ -146,7 +153,8 @@ class JobSite:
     data_root: str
     # "apptainer" | "singularity" | "none"
     runtime: str = "none"
-    executable: str = "apptainer"
+    # Absolute (container.resolve_container_runtime): the job's PATH is not the hub's.
+    executable: str = ""
     image: str = ""
     binds: tuple[Bind, ...] = ()
     unsquash: bool = False
@@ -823,7 +831,7 @@ def jobs_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     ]
 
 
-def job_site_from(settings: Any, runtime: str) -> JobSite:
+def job_site_from(settings: Any, runtime: RuntimeChoice) -> JobSite:
     """The :class:`JobSite` of a validated site file (``jupyterhub_config.settings``)."""
     jobs = settings.jobs
     container = settings.container
@@ -831,8 +839,8 @@ def job_site_from(settings: Any, runtime: str) -> JobSite:
     return JobSite(
         hub_id=settings.slurm.hub_id,
         data_root=settings.data_root.rstrip("/") or "/",
-        runtime=runtime,
-        executable=container.executable or (runtime if runtime != "none" else "apptainer"),
+        runtime=runtime.runtime,
+        executable=runtime.executable,
         image=jobs.image or container.image or "",
         binds=tuple(Bind.parse(b) for b in binds),
         unsquash=container.unsquash,
@@ -840,16 +848,14 @@ def job_site_from(settings: Any, runtime: str) -> JobSite:
     )
 
 
-def resolve_jobs_runtime(settings: Any) -> str:
-    """``container.runtime`` for jobs; ``auto``: Apptainer when it and the image exist."""
-    import shutil
-
-    runtime = str(settings.container.runtime)
-    if runtime != "auto":
-        return runtime
-    executable = settings.container.executable or shutil.which("apptainer")
-    image = settings.jobs.image or settings.container.image
-    return "apptainer" if executable and image and os.path.exists(image) else "none"
+def resolve_jobs_runtime(settings: Any) -> RuntimeChoice:
+    """``container.runtime`` for compute jobs, decided as for notebook servers, with the
+    compute image (``jobs.image``, else ``container.image``)."""
+    return resolve_container_runtime(
+        str(settings.container.runtime),
+        settings.container.executable,
+        settings.jobs.image or settings.container.image,
+    )
 
 
 def make_compute_jobs(settings: Any, profiles: Mapping[str, Profile], **kwargs: Any) -> ComputeJobs:
@@ -868,4 +874,9 @@ def make_compute_jobs(settings: Any, profiles: Mapping[str, Profile], **kwargs: 
         jobs.slurm.bin_dir = settings.slurm.bin_dir
     if settings.slurm.submit_prefix is not None:
         jobs.submit_prefix = list(settings.slurm.submit_prefix)
+    if runtime.fallback_reason:
+        jobs.log.warning(
+            "Compute jobs run without a container: %s (container.runtime: auto)",
+            runtime.fallback_reason,
+        )
     return jobs

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from scitex_spawner.container import Bind, ContainerError, ContainerSpec, container_argv
+from scitex_spawner.container import (
+    Bind,
+    ContainerError,
+    ContainerSpec,
+    RuntimeChoice,
+    container_argv,
+    resolve_container_runtime,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 
 COMMAND = ["/opt/venv/bin/python", "-m", "scitex_server_ext.singleuser"]
 
@@ -88,3 +100,67 @@ def test_bad_image_or_runtime() -> None:
         container_argv(ContainerSpec("apptainer", "apptainer", "img.sif", "/d"), COMMAND)
     with pytest.raises(ContainerError):
         container_argv(ContainerSpec("docker", "docker", "/img.sif", "/d"), COMMAND)
+
+
+# ---- resolve_container_runtime: the one place notebook and compute jobs get theirs ----
+
+
+def _which(found: dict[str, str]) -> Any:
+    return lambda name: found.get(name)
+
+
+def test_auto_finds_apptainer_on_the_path_and_writes_it_absolute() -> None:
+    choice = resolve_container_runtime(
+        "auto",
+        None,
+        "/img/nb.sif",
+        which=_which({"apptainer": "/opt/scitex/bin/apptainer"}),
+        exists=lambda path: path == "/img/nb.sif",
+    )
+    assert choice == RuntimeChoice("apptainer", "/opt/scitex/bin/apptainer")
+
+
+def test_auto_without_apptainer_or_image_runs_without_a_container_and_says_why() -> None:
+    assert resolve_container_runtime(
+        "auto", None, "/img/nb.sif", which=_which({}), exists=lambda _: True
+    ) == RuntimeChoice("none", "", "Apptainer is not installed")
+    assert resolve_container_runtime(
+        "auto", None, "/img/nb.sif", which=_which({"apptainer": "/a"}), exists=lambda _: False
+    ) == RuntimeChoice("none", "", "the image is missing")
+    assert resolve_container_runtime(
+        "auto", None, None, which=_which({"apptainer": "/a"}), exists=lambda _: True
+    ) == RuntimeChoice("none", "", "the image is missing")
+
+
+def test_the_sites_executable_wins_over_the_path() -> None:
+    # container.executable: the command's path on the compute nodes, as the site gives it.
+    choice = resolve_container_runtime(
+        "singularity",
+        "/cluster/bin/singularity",
+        "/img/nb.sif",
+        which=_which({"singularity": "/usr/bin/singularity"}),
+        exists=lambda _: False,
+    )
+    assert choice == RuntimeChoice("singularity", "/cluster/bin/singularity")
+
+
+def test_an_explicit_runtime_that_is_nowhere_names_the_setting() -> None:
+    with pytest.raises(ContainerError, match=r"container\.executable"):
+        resolve_container_runtime("apptainer", None, "/img", which=_which({}))
+    assert resolve_container_runtime("none", "/x", "/img") == RuntimeChoice("none")
+
+
+def test_the_demo_compute_job_runs_the_absolute_command() -> None:
+    """The shipped site file's compute jobs (issue 15: a bare `apptainer` was written into
+    their scripts and the job's PATH had no such command)."""
+    from jupyterhub_config.settings import load_settings
+    from scitex_spawner.profiles import resolve_user_options
+    from scitex_spawner.service.jobs import build_compute_job, job_site_from
+
+    settings = load_settings(str(REPO / "jupyterhub_config" / "scitex.yaml"))
+    site = job_site_from(settings, RuntimeChoice("apptainer", "/opt/scitex/bin/apptainer"))
+    resources = resolve_user_options({}, settings.profiles, ["small"])
+    spec = build_compute_job(
+        site, user="alice", institution="demo-u", project="p", script="run.py", resources=resources
+    )
+    assert spec.command[:2] == ("/opt/scitex/bin/apptainer", "exec")

@@ -17,6 +17,7 @@ import yaml
 
 from jupyterhub_config.settings import DEFAULT_CONFIG, expand_env, parse_settings
 from scitex_spawner import SciTeXSpawner
+from scitex_spawner.container import RuntimeChoice
 from scitex_spawner.script import render_batch_script
 from tests.services import require_root
 
@@ -92,7 +93,7 @@ EXPECTED = {
         '[ -z "${SCITEX_QUOTA_LIMIT_BYTES+x}" ] || export APPTAINERENV_SCITEX_QUOTA_LIMIT_BYTES="${SCITEX_QUOTA_LIMIT_BYTES}"\n'
         '[ -z "${SCITEX_USER_ROOT+x}" ] || export APPTAINERENV_SCITEX_USER_ROOT="${SCITEX_USER_ROOT}"\n'
         "\n"
-        "exec apptainer exec --cleanenv --contain --home /var/lib/scitex-dev/data/demo-u/alice:/data --pwd /data --bind /usr:/usr:ro --bind /opt/scitex/venv:/opt/scitex/venv:ro --bind /etc/alternatives:/etc/alternatives:ro /var/lib/scitex-dev/images/scitex-test-sandbox /opt/scitex/venv/bin/python -m scitex_server_ext.singleuser --LanguageServerManager.autodetect=False\n"
+        "exec /opt/scitex/bin/apptainer exec --cleanenv --contain --home /var/lib/scitex-dev/data/demo-u/alice:/data --pwd /data --bind /usr:/usr:ro --bind /opt/scitex/venv:/opt/scitex/venv:ro --bind /etc/alternatives:/etc/alternatives:ro /var/lib/scitex-dev/images/scitex-test-sandbox /opt/scitex/venv/bin/python -m scitex_server_ext.singleuser --LanguageServerManager.autodetect=False\n"
     ),
     ("medium", "none"): (
         "#!/bin/bash\n"
@@ -172,7 +173,9 @@ def test_demo_profile_renders_exactly(profile: str, runtime: str) -> None:
     user, institution = ("carol", "other-u") if profile == "other-small" else ("alice", "demo-u")
     spawner = spawner_for(user, institution)
     resources = spawner.resolve_resources({"profile": profile})
-    spec = spawner.build_job_spec(institution, resources, runtime, env_names=ENV_NAMES)
+    # What resolve_container_runtime gives the demo: Apptainer where make demo installs it.
+    choice = RuntimeChoice(runtime, "/opt/scitex/bin/apptainer" if runtime != "none" else "")
+    spec = spawner.build_job_spec(institution, resources, choice, env_names=ENV_NAMES)
     assert render_batch_script(spec) == EXPECTED[(profile, runtime)]
 
 

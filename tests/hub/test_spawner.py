@@ -15,6 +15,7 @@ from scitex_spawner.callback import (
     install_handlers,
     parse_port_body,
 )
+from scitex_spawner.container import RuntimeChoice
 from scitex_spawner.script import BatchJobSpec
 
 PROFILES = {
@@ -198,9 +199,10 @@ def test_job_spec_in_apptainer() -> None:
     spawner.container_binds = ["/usr:/usr:ro"]
     resources = spawner.resolve_resources({})
     env_names = ["JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "PATH", "SECRET_OF_THE_SITE", "LANG"]
-    spec = spawner.build_job_spec("demo-u", resources, runtime="apptainer", env_names=env_names)
+    runtime = RuntimeChoice("apptainer", "/opt/scitex/bin/apptainer")
+    spec = spawner.build_job_spec("demo-u", resources, runtime, env_names=env_names)
     assert spec.command == (
-        "apptainer",
+        "/opt/scitex/bin/apptainer",
         "exec",
         "--cleanenv",
         "--contain",
