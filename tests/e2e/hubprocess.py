@@ -219,6 +219,23 @@ def new_hub(env: dict[str, str] | None = None, **overrides: Any) -> Hub:
     return Hub(settings=settings, root=root, env=dict(env or {}))
 
 
+def hub_of_site_file(site_file: Path) -> Hub:
+    """A Hub for a hub this process did not start (the demo's, from `make demo`), read
+    from its site file: its URL, job tag, data root and log. Not for start() or kill()."""
+    from jupyterhub_config.settings import load_settings
+
+    site = load_settings(site_file)
+    state_dir = Path(site.hub.state_dir)
+    settings = {
+        "hub": {"bind_url": site.hub.bind_url},
+        "slurm": {"hub_id": site.slurm.hub_id, "conf": site.slurm.conf},
+        "data_root": site.data_root,
+    }
+    hub = Hub(settings=settings, root=state_dir.parent)
+    hub.log_path = state_dir / "jupyterhub.log"
+    return hub
+
+
 class HubUser:
     """A person using the hub over HTTP: signs in with a password, then uses a token."""
 
