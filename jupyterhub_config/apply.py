@@ -307,13 +307,19 @@ def _site_file_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def service_public_url(settings: Settings) -> str:
-    """The service as notebook servers reach it: ``jobs.service_url``, else through the
-    hub's proxy (``hub.bind_url`` + ``hub.base_url`` + ``services/scitex/``)."""
+    """The one place that decides how notebook servers (and so their compute jobs), which
+    run on compute nodes, reach the scitex service: ``jobs.service_url``; else, on a site
+    whose hub has a cluster-facing connect URL (``hub.hub_connect_url``), the service
+    directly where it listens on that host; else through the hub's proxy
+    (``hub.bind_url`` + ``hub.base_url``: one machine)."""
     if settings.jobs.service_url:
         return settings.jobs.service_url
     base = "/".join(part for part in settings.hub.base_url.split("/") if part)
     base = f"/{base}/" if base else "/"
-    return f"{settings.hub.bind_url.rstrip('/')}{base}services/{SERVICE_NAME}/"
+    origin = (
+        settings.service_listen_url() if settings.hub.hub_connect_url else settings.hub.bind_url
+    )
+    return f"{origin.rstrip('/')}{base}services/{SERVICE_NAME}/"
 
 
 def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
@@ -335,7 +341,7 @@ def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None
     services.append(
         {
             "name": SERVICE_NAME,
-            "url": settings.service.url,
+            "url": settings.service_listen_url(),
             "command": [sys.executable, "-m", "scitex_spawner.service"],
             "environment": environment,
             # Our own service: no "authorize this application" page.

@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -266,16 +267,19 @@ class GiteaSection(_Section):
         return _check_abs(value)
 
 
+SERVICE_DEFAULT_PORT = 8090
 _SERVICE_URL_RE = re.compile(r"^http://[A-Za-z0-9.-]+:\d{1,5}/?\Z")
 
 
 class ServiceSection(_Section):
     """The scitex hub service (``/services/scitex/``): quota admin API, usage scanner."""
 
-    url: str = Field(
-        default="http://127.0.0.1:8090",
+    url: str | None = Field(
+        default=None,
         description="Where the scitex hub service listens (`http://HOST:PORT`); the hub "
-        "proxies `/services/scitex/` to it. Keep it on 127.0.0.1.",
+        "proxies `/services/scitex/` to it. Default: port 8090 on the host of "
+        "`hub.hub_connect_url` (where compute nodes reach the hub, so notebook servers "
+        "reach the service there too), else on 127.0.0.1.",
     )
     usage_scan_interval: float = Field(
         default=600.0,
@@ -293,7 +297,9 @@ class ServiceSection(_Section):
 
     @field_validator("url")
     @classmethod
-    def _listen_url(cls, value: str) -> str:
+    def _listen_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not _SERVICE_URL_RE.match(value):
             raise ValueError(f"must be http://HOST:PORT (where the service listens), got {value!r}")
         return value.rstrip("/")
@@ -346,8 +352,10 @@ class JobsSection(_Section):
     bash: str = Field(default="bash", min_length=1, description="Runs `.sh` scripts.")
     service_url: str | None = Field(
         default=None,
-        description="The scitex service's URL as notebook servers reach it; default "
-        "`hub.bind_url` + `hub.base_url` + `services/scitex/` (through the proxy).",
+        description="The scitex service's URL as notebook servers (on compute nodes) reach "
+        "it; default: with `hub.hub_connect_url`, the service where it listens on that host "
+        "(`service.url`) + `hub.base_url` + `services/scitex/`; else `hub.bind_url` + "
+        "`hub.base_url` + `services/scitex/` (through the proxy).",
     )
 
     @field_validator("image")
@@ -436,6 +444,14 @@ class Settings(_Section):
                     f"(profiles without their own image: {', '.join(missing)})"
                 )
         return self
+
+    def service_listen_url(self) -> str:
+        """Where the scitex service listens: ``service.url``, else port 8090 on the host
+        compute nodes reach the hub at (``hub.hub_connect_url``), else on 127.0.0.1."""
+        if self.service.url:
+            return self.service.url
+        host = urlparse(self.hub.hub_connect_url or "").hostname or "127.0.0.1"
+        return f"http://{host}:{SERVICE_DEFAULT_PORT}"
 
     def denied_users(self) -> frozenset[str]:
         """Every name refused at sign-in by name: ``auth.denied_users``, root, and the

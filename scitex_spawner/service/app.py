@@ -162,7 +162,7 @@ class SciTeXService(Application):
 
     @default("service_url")
     def _default_service_url(self) -> str:
-        return os.environ.get("JUPYTERHUB_SERVICE_URL") or self.settings.service.url
+        return os.environ.get("JUPYTERHUB_SERVICE_URL") or self.settings.service_listen_url()
 
     @default("service_prefix")
     def _default_service_prefix(self) -> str:

@@ -175,15 +175,16 @@ def hub(cluster: dict[str, str]) -> Iterator[Hub]:
     hub_api = f"http://{HOST_ADDR}:{free_port_on(HOST_ADDR)}"
     hub = new_hub(
         slurm={"conf": CLUSTER_CONF, "poll_interval": POLL},
-        # The nodes reach the login node on the bridge only: the hub's API there, and
-        # the proxy too (servers call the scitex service through it for compute jobs).
+        # The nodes reach the login node on the bridge only: the hub's API there, and the
+        # scitex service beside it (servers call it for compute jobs; with hub_connect_url
+        # that is where they are sent). The proxy stays on loopback, as in the demo.
         hub={
-            "bind_url": f"http://{HOST_ADDR}:{free_port_on(HOST_ADDR)}",
+            "bind_url": f"http://127.0.0.1:{free_port_on('127.0.0.1')}",
             "hub_bind_url": hub_api,
             "hub_connect_url": hub_api,
         },
         container=container_settings(),
-        service={"url": f"http://127.0.0.1:{free_port_on('127.0.0.1')}"},
+        service={"url": f"http://{HOST_ADDR}:{free_port_on(HOST_ADDR)}"},
         profiles=PROFILES,
     )
     for institution in hub.settings["institutions"].values():

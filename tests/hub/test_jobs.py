@@ -368,6 +368,24 @@ def test_the_service_url_follows_base_url_or_the_setting() -> None:
     assert service_public_url(settings) == "https://hub.example.edu/s/x/"
 
 
+def test_compute_nodes_reach_the_service_where_they_reach_the_hub() -> None:
+    """With a cluster-facing hub (hub_connect_url), the service listens on that host and
+    servers on the nodes call it there: not through a proxy on the hub's loopback."""
+    hub = {"hub_bind_url": "http://10.77.0.1:8081", "hub_connect_url": "http://10.77.0.1:8081"}
+    settings = parse_settings({**SITE, "hub": hub})
+    assert settings.service_listen_url() == "http://10.77.0.1:8090"
+    assert service_public_url(settings) == "http://10.77.0.1:8090/services/scitex/"
+    c = Config()
+    apply_services(c, settings, environ={})
+    [service] = [s for s in c.JupyterHub.services if s["name"] == "scitex"]
+    assert service["url"] == "http://10.77.0.1:8090"
+    assert c.SciTeXSpawner.scitex_service_url == "http://10.77.0.1:8090/services/scitex/"
+    # The site's own listen address wins; one machine stays on 127.0.0.1.
+    settings = parse_settings({**SITE, "hub": hub, "service": {"url": "http://10.0.0.9:9000"}})
+    assert service_public_url(settings) == "http://10.0.0.9:9000/services/scitex/"
+    assert parse_settings(SITE).service_listen_url() == "http://127.0.0.1:8090"
+
+
 def test_apply_all_keeps_a_user_role_already_declared() -> None:
     settings = parse_settings(SITE)
     c = Config()
