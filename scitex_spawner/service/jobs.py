@@ -34,11 +34,12 @@ from jupyterhub.services.auth import HubOAuth
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
-from traitlets import Dict, Instance, Integer, List, Unicode, default, validate
+from traitlets import Dict, Instance, Integer, List, Set, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 import scitex_safefs as safefs
 
+from ..auth import name_refusal
 from ..container import (
     ENV_PREFIX,
     Bind,
@@ -378,6 +379,13 @@ class ComputeJobs(LoggingConfigurable):
         once; one more is refused with 429 and a message.""",
     ).tag(config=True)
 
+    denied_users = Set(
+        Unicode(),
+        help="Names no job runs as (the site's auth.denied_users, root, the Gitea admin).",
+    ).tag(config=True)
+    min_uid = Integer(
+        1000, help="No job runs as an existing account below this UID (auth.min_uid)."
+    ).tag(config=True)
     submit_prefix = List(
         Unicode(),
         help="""Command prefix that runs a command as the user; ``{username}`` is replaced.
@@ -434,6 +442,12 @@ class ComputeJobs(LoggingConfigurable):
     def prefix(self, user: str) -> list[str]:
         if not USERNAME_RE.match(user):
             raise APIError(403, f"user name {user!r} is not allowed for jobs")
+        # The sign-in's name rules again (root, the deny list, system UIDs): a user who
+        # signed in before a rule changed, or was made through the hub's API, still holds
+        # a token; no job runs as such an account.
+        why = name_refusal(user, self.denied_users, self.min_uid)
+        if why:
+            raise APIError(403, f"no job runs for {user}: {why}")
         return [part.replace("{username}", user) for part in self.submit_prefix]
 
     # -- reading the queue ----------------------------------------------------------------
@@ -866,6 +880,8 @@ def make_compute_jobs(settings: Any, profiles: Mapping[str, Profile], **kwargs: 
         profiles=dict(profiles),
         max_queued_per_user=settings.jobs.max_queued_per_user,
         history_limit=settings.jobs.history_limit,
+        denied_users=set(settings.denied_users()),
+        min_uid=settings.auth.min_uid,
         **kwargs,
     )
     if settings.slurm.conf:

@@ -409,3 +409,19 @@ def test_the_site_files_history_limit_reaches_the_service() -> None:
         {**SITE, "container": {"runtime": "none"}, "jobs": {"history_limit": 7}}
     )
     assert make_compute_jobs(settings, settings.profiles).history_limit == 7
+
+
+def test_no_compute_job_runs_as_a_refused_name() -> None:
+    """The sign-in's name rules reach the service (a token of a user made through the
+    hub's API, or from before a rule changed, still submits nothing as that account)."""
+    from scitex_spawner.service.jobs import make_compute_jobs
+
+    settings = parse_settings({**SITE, "auth": {"kind": "pam", "denied_users": ["guest"]}})
+    jobs = make_compute_jobs(settings, settings.profiles)
+    assert jobs.min_uid == 1000
+    assert {"root", "guest"} <= jobs.denied_users
+    for name, words in (("guest", "reserved"), ("root", "reserved"), ("daemon", "system account")):
+        with pytest.raises(APIError, match=f"no job runs for {name}: .*{words}") as e:
+            jobs.prefix(name)
+        assert e.value.status_code == 403
+    assert jobs.prefix("alice")[-2:] == ["alice", "--"]
