@@ -336,6 +336,13 @@ class JobView:
     finished: FinishedJob | None = None
 
 
+def tagged_for_owner(job: QueuedJob, tag: str) -> bool:
+    """Tagged ``tag`` (a hub's ``scitex:hub=<id>:``) for the user who owns it: anyone can
+    copy a tag into the comment of a job of their own, but it then names them, not the
+    victim."""
+    return job.comment.startswith(f"{tag}user={job.user}:")
+
+
 class QueueWatcher(LoggingConfigurable):
     """One per hub: a single ``squeue`` per cycle, shared by every spawner.
 
@@ -399,9 +406,7 @@ class QueueWatcher(LoggingConfigurable):
         return self._task is not None and self._task.get_loop().is_closed()
 
     def is_ours(self, job: QueuedJob) -> bool:
-        """Tagged by this hub, for the user who owns it: anyone can copy a tag into
-        the comment of a job of their own, but it then names them, not the victim."""
-        return job.comment.startswith(f"{self.tag}user={job.user}:")
+        return tagged_for_owner(job, self.tag)
 
     def ensure_running(self) -> None:
         if self._task is None or self._task.done():

@@ -96,7 +96,12 @@ stop() {
   eval "$(bash "$(dirname "${BASH_SOURCE[0]}")/slurm.sh" env)"
   if command -v squeue >/dev/null && squeue -h >/dev/null 2>&1; then
     local jobs
-    jobs=$(squeue -h -o '%i %k' | awk '$2 ~ /^scitex:hub=demo:/ {print $1}')
+    # Through the framed reader: a job name or comment a user chose cannot make root
+    # cancel someone else's job (a newline in it would forge a line of plain squeue).
+    jobs=$("$VENV/bin/python" -m scitex_spawner.hub_jobs demo) || {
+      log "could not list the demo's notebook jobs; stopping SLURM ends them anyway"
+      jobs=""
+    }
     if [[ -n $jobs ]]; then
       log "cancelling the demo's notebook jobs: $(echo "$jobs" | tr '\n' ' ')"
       # shellcheck disable=SC2086

@@ -20,7 +20,7 @@ import pytest
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, HubUser, job_ids_of
 from tests.e2e.test_faults import metric
-from tests.services import demo_admin_password, slurm_env
+from tests.services import VENV_PYTHON, demo_admin_password, slurm_env
 
 pytestmark = pytest.mark.e2e
 
@@ -123,6 +123,19 @@ def test_alice_cannot_forge_bobs_server_job(
     assert status.status_code == 200, status.text
     session = bob.api("GET", "/user/bob/scitex/api/session").json()
     assert (session["user"], session["job_id"]) == ("bob", bob_job)
+    # What `make demo-down` cancels as root (python -m scitex_spawner.hub_jobs): bob's
+    # server only. A line of its own in a comment ("<id> <tag>") once made the shell's
+    # `squeue -o '%i %k' | awk` name any job id.
+    crafted_jobs.append(sbatch_as("alice", "z", f"c\n{crafted_jobs[0]} {tag}", tmp_path))
+    listed = subprocess.run(
+        [VENV_PYTHON, "-m", "scitex_spawner.hub_jobs", hub.hub_id],
+        env=slurm_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == [bob_job]
 
     # Bob restarts: the hub cancels leftovers of *his* server only, never alice's copy.
     bob.api("DELETE", "/hub/api/users/bob/server")

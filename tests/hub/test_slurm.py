@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from scitex_spawner.framing import FramingError
+from scitex_spawner.hub_jobs import hub_job_ids
 from scitex_spawner.slurm import (
     FinishedJob,
     QueuedJob,
@@ -120,6 +121,15 @@ def test_a_crafted_job_name_cannot_forge_a_record() -> None:
     # hub's. Bob's real job is.
     watcher = QueueWatcher(SlurmClient(), TAG)
     assert [watcher.is_ours(job) for job in jobs.values()] == [True, False]
+
+
+def test_demo_down_cancels_only_the_hubs_own_jobs() -> None:
+    """``python -m scitex_spawner.hub_jobs`` (make demo-down's list, cancelled as root):
+    from the same crafted queue, bob's server only; alice's job with bob's tag, the
+    newline and the forged line in its name and comment give nothing."""
+    jobs = parse_squeue(SqueueFraming(F, R).records(FRAMED, 9))
+    assert hub_job_ids(jobs, "t") == ["55"]
+    assert hub_job_ids(jobs, "other") == []
 
 
 def test_records_that_are_not_whole_are_refused() -> None:
