@@ -700,10 +700,11 @@ class SciTeXSpawner(SlurmSpawner):
     async def _wait_listening(self, address: str, port: int, deadline: float) -> None:
         """Probe the port until it accepts connections.
 
-        JupyterHub's own check backs off exponentially (0.2 s, 0.4 s, ...), so
-        returning only once the server listens saves seconds per spawn. A refused
-        connect costs microseconds: probe every 20 ms at first (the server usually
-        listens 0.1-0.2 s after reporting its port), backing off to 0.25 s for a slow one.
+        The server listens before it reports its port (scitex_server_ext.server_app), so
+        the first probe normally succeeds; the probe stays for servers that report
+        otherwise, and for a node the hub cannot reach, which it then reports in the
+        user's words. A refused connect costs microseconds: probe every 20 ms at first,
+        backing off to 0.25 s.
         """
         pause = PROBE_FIRST_INTERVAL
         while True:
