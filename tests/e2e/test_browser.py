@@ -107,6 +107,23 @@ def sign_in(page: Any, hub: Hub, name: str, password: str) -> None:
         page.get_by_role("button", name="Sign in").click()
 
 
+def start_small_server(page: Any, hub: Hub, name: str, password: str, failure_shot: Path) -> None:
+    """Sign in, start the Small profile from the options form, wait for JupyterLab; on a
+    failure, a screenshot and what the page and the hub's log say."""
+    sign_in(page, hub, name, password)
+    page.goto(hub.url + "/hub/spawn")
+    page.get_by_label(re.compile(r"^Small: 1 CPU")).check()
+    page.get_by_role("button", name="Start").click()
+    try:
+        page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=90_000)
+    except PlaywrightTimeout:
+        page.screenshot(path=str(failure_shot), full_page=True)
+        raise AssertionError(
+            f"JupyterLab did not open; the page says:\n{page.locator('body').inner_text()}\n"
+            f"the hub's log:\n{hub.log_tail(80)}"
+        ) from None
+
+
 def test_a_user_of_no_institution_gets_the_refusal_page(
     browser: Any, hub: Hub, password: str, shots: Path
 ) -> None:

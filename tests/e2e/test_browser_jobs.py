@@ -76,18 +76,7 @@ def lab(browser: Any, hub: Hub, alice: HubUser, services: str, shots: Path) -> I
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(test_browser.TIMEOUT_MS)
     page = context.new_page()
-    test_browser.sign_in(page, hub, "alice", services)
-    page.goto(hub.url + "/hub/spawn")
-    page.get_by_label(re.compile(r"^Small: 1 CPU")).check()
-    page.get_by_role("button", name="Start").click()
-    try:
-        page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=90_000)
-    except PlaywrightTimeout:
-        page.screenshot(path=str(shots / "20-spawn-failed.png"), full_page=True)
-        raise AssertionError(
-            f"JupyterLab did not open; the page says:\n{page.locator('body').inner_text()}\n"
-            f"the hub's log:\n{hub.log_tail(80)}"
-        ) from None
+    test_browser.start_small_server(page, hub, "alice", services, shots / "20-spawn-failed.png")
     # A project as the panel makes one (a local repository: this hub has no Gitea).
     r = alice.api("POST", "/user/alice/scitex/api/projects", json={"name": PROJECT})
     assert r.status_code == 201, r.text

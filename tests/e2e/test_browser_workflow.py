@@ -87,18 +87,7 @@ def lab(browser: Any, hub: Hub, services: str, shots: Path) -> Iterator[Any]:
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(test_browser.TIMEOUT_MS)
     page = context.new_page()
-    test_browser.sign_in(page, hub, "alice", services)
-    page.goto(hub.url + "/hub/spawn")
-    page.get_by_label(re.compile(r"^Small: 1 CPU")).check()
-    page.get_by_role("button", name="Start").click()
-    try:
-        page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=90_000)
-    except PlaywrightTimeout:
-        page.screenshot(path=str(shots / "07-spawn-failed.png"), full_page=True)
-        raise AssertionError(
-            f"JupyterLab did not open; the page says:\n{page.locator('body').inner_text()}\n"
-            f"the hub's log:\n{hub.log_tail(80)}"
-        ) from None
+    test_browser.start_small_server(page, hub, "alice", services, shots / "07-spawn-failed.png")
     # ?reset: alice's saved layout (her home outlives hubs) must not decide what is open.
     page.goto(hub.url + "/user/alice/lab?reset")
     page.locator(".jp-LabShell").wait_for()
