@@ -9,7 +9,7 @@ container (``container.runtime: none``): Apptainer's path is ``test_jobs.py``'s;
 panel's controls, found by their accessible names, and what they report.
 
 Screenshots go to ``$SCITEX_TEST_ARTIFACTS/browser`` (07-...); ``docs/images/panel-sync.png``
-and ``docs/images/panel-jobs.png`` come from here.
+comes from here (the jobs images from ``test_browser_jobs.py``).
 """
 
 from __future__ import annotations
