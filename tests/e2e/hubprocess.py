@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -182,8 +183,10 @@ class Hub:
     def jobs(self) -> dict[str, dict[str, str]]:
         """This hub's jobs in the SLURM queue: ``{job_id: {user, state, comment}}``."""
         # The hub's own framed reader: tests queue jobs with crafted names and comments
-        # (newlines, separators), which would break a split of plain squeue output.
-        queue = asyncio.run(SlurmClient(slurm_conf=SLURM_CONF).queue())
+        # (newlines, separators), which would break a split of plain squeue output. In a
+        # thread of its own: Playwright's sync API runs an event loop in the test's.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            queue = pool.submit(asyncio.run, SlurmClient(slurm_conf=SLURM_CONF).queue()).result()
         return {
             job.job_id: {"user": job.user, "state": job.state, "comment": job.comment}
             for job in queue.values()

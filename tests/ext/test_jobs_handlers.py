@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,6 @@ import pytest
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from tornado.httpserver import HTTPServer
-
-from tests.e2e.hubprocess import free_port
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -56,8 +56,19 @@ class FakeService:
 
 
 @pytest.fixture
-def port() -> int:
-    return free_port()
+def service_socket() -> Iterator[socket.socket]:
+    """The fake service's port, held from the start (bound, not yet listening: a call
+    is refused until the ``service`` fixture listens), so nothing else can take it
+    between choosing it and serving on it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def port(service_socket: socket.socket) -> int:
+    return int(service_socket.getsockname()[1])
 
 
 @pytest.fixture
@@ -87,10 +98,12 @@ def jp_server_config(user_root: Path, port: int, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def service(port: int) -> Any:
+def service(service_socket: socket.socket) -> Any:
     fake = FakeService()
     server = HTTPServer(fake.app())
-    server.listen(port, "127.0.0.1")
+    service_socket.setblocking(False)
+    service_socket.listen(128)
+    server.add_sockets([service_socket])
     yield fake
     server.stop()
 
