@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -31,10 +30,7 @@ def hub(services: str) -> Iterator[Hub]:
     hub = new_hub()
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 @pytest.fixture

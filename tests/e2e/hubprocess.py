@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,6 +202,17 @@ class Hub:
         ids = list(self.jobs())
         if ids:
             subprocess.run(["scancel", *ids], env=slurm_env(), check=False, timeout=20)
+
+    def close(self) -> None:
+        """A test module's end: its jobs cancelled, the hub and its proxy stopped and its
+        directory removed. The hub is stopped even if cancelling fails (a leaked hub
+        would outlive the test run)."""
+        try:
+            self.cancel_all_jobs()
+        finally:
+            self.kill()
+            self.stop_proxy()
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def new_hub(env: dict[str, str] | None = None, **overrides: Any) -> Hub:

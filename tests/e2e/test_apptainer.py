@@ -5,7 +5,6 @@ the host's /usr and the project's venv (see docs/containers.md)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,10 +44,7 @@ def hub(services: str) -> Iterator[Hub]:
     hub = new_hub(container=container_settings())
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def server_pid(hub: Hub, user: str) -> int:

@@ -17,7 +17,6 @@ import contextlib
 import copy
 import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -86,10 +85,7 @@ def hub(services: str) -> Iterator[Hub]:
     hub.settings["notebook"]["python"] = str(slow_python)
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def new_page(browser: Any) -> Any:

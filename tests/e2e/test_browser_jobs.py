@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import pwd
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,10 +56,7 @@ def hub(services: str) -> Iterator[Hub]:
     hub.start()
     yield hub
     cancel_compute_jobs(hub)
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import contextlib
 import pwd
 import re
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -75,10 +74,7 @@ def hub(gitea: Gitea) -> Iterator[Hub]:
     hub.start()
     yield hub
     cancel_compute_jobs(hub)
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 @pytest.fixture(scope="module")

@@ -33,10 +33,7 @@ def hub(services: str) -> Iterator[Hub]:
     hub.start()
     yield hub
     scontrol("update", "partitionname=batch", "state=up")
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def scontrol(*args: str) -> None:

@@ -157,10 +157,7 @@ def hub(gitea: Gitea) -> Iterator[Hub]:
     )
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def projects_api(user: HubUser, method: str, path: str = "", **kwargs: Any) -> requests.Response:

@@ -9,7 +9,6 @@ tokens that carry the scope get in. Real JupyterHub, PAM, SLURM."""
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -32,10 +31,7 @@ def admin_hub(services: str) -> Iterator[Hub]:
     hub.settings["institutions"] = institutions
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 @pytest.fixture(scope="module")

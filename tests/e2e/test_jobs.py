@@ -60,10 +60,7 @@ def hub(services: str) -> Iterator[Hub]:
     hub.start()
     yield hub
     cancel_compute_jobs(hub)
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def compute_jobs(hub: Hub) -> dict[str, str]:

@@ -73,10 +73,7 @@ def hub(image: Path) -> Iterator[Hub]:
     )
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def test_spawn_from_the_built_image(hub: Hub, image: Path, alice: HubUser) -> None:

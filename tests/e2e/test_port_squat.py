@@ -108,10 +108,7 @@ def hub(services: str, ports: int) -> Iterator[Hub]:
     hub.root.joinpath("squat").mkdir(mode=0o755)
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def test_a_port_held_by_another_user_is_never_reported(hub: Hub, ports: int, password: str) -> None:

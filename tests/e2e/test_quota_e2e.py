@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -47,10 +46,7 @@ def hub(services: str) -> Iterator[Hub]:
     institutions["other-u"]["admins"] = ["erin"]
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def wait_for(what: str, hub: Hub, check: Any, timeout: float = 60) -> Any:

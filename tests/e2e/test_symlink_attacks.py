@@ -42,10 +42,7 @@ def hub(services: str) -> Iterator[Hub]:
     notebook["args"] = [*notebook["args"], "--ScanQuotaBackend.interval=1"]
     hub.start()
     yield hub
-    hub.cancel_all_jobs()
-    hub.kill()
-    hub.stop_proxy()
-    shutil.rmtree(hub.root, ignore_errors=True)
+    hub.close()
 
 
 def as_user(name: str, *argv: str) -> None:
