@@ -84,3 +84,32 @@ export function keepFocus(container: HTMLElement, render: () => void): void {
     again?.focus();
   }
 }
+
+/**
+ * A labelled form field: the control (a select in JupyterLab's wrapper), its label and
+ * a hint the control is described by. ``hint`` is text, or an element the caller keeps
+ * to update (the submit dialog's ranges).
+ */
+export function field(
+  label: string,
+  control: HTMLInputElement | HTMLSelectElement,
+  hint?: string | HTMLElement
+): HTMLElement {
+  const id = uid('field');
+  control.id = id;
+  let hintEl: HTMLElement | null = null;
+  if (hint instanceof HTMLElement) {
+    hintEl = hint;
+  } else if (hint) {
+    hintEl = h('span', { className: 'scitex-hint' }, hint);
+  }
+  if (hintEl) {
+    hintEl.id = `${id}-hint`;
+    control.setAttribute('aria-describedby', hintEl.id);
+  }
+  const wrapped =
+    control instanceof HTMLSelectElement
+      ? h('div', { className: 'jp-select-wrapper' }, control)
+      : control;
+  return h('div', { className: 'scitex-field' }, h('label', { for: id }, label), wrapped, hintEl);
+}

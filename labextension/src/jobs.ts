@@ -8,29 +8,10 @@ import { TranslationBundle } from '@jupyterlab/translation';
 import { ToolbarButton, refreshIcon } from '@jupyterlab/ui-components';
 
 import { IJobRequest, IProject, SciTeXAPI, isFinalState } from './api';
-import { clear, h, keepFocus, liveMessage, showMessage, uid } from './dom';
+import { clear, field, h, keepFocus, liveMessage, showMessage } from './dom';
 import { JobWatcher } from './jobwatch';
 import { describe } from './model';
 import { SectionWidget, busy, once } from './section';
-
-function field(
-  label: string,
-  control: HTMLInputElement | HTMLSelectElement,
-  hint?: string
-): HTMLElement {
-  const id = uid('field');
-  control.id = id;
-  let hintEl: HTMLElement | null = null;
-  if (hint) {
-    hintEl = h('span', { className: 'scitex-hint', id: `${id}-hint` }, hint);
-    control.setAttribute('aria-describedby', hintEl.id);
-  }
-  const wrapped =
-    control instanceof HTMLSelectElement
-      ? h('div', { className: 'jp-select-wrapper' }, control)
-      : control;
-  return h('div', { className: 'scitex-field' }, h('label', { for: id }, label), wrapped, hintEl);
-}
 
 /** What the section asks of the plugin: the log documents. */
 export interface ILogDocuments {

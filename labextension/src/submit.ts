@@ -7,7 +7,7 @@ import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { IJobOptions, IJobProfile, IJobRequest, IRange } from './api';
-import { clear, h, uid } from './dom';
+import { clear, field, h } from './dom';
 
 /** A file of a project, as the jobs API names it. */
 export interface IJobTarget {
@@ -99,14 +99,14 @@ export class SubmitJobBody extends Widget implements Dialog.IBodyWidget<IJobRequ
       runtime: h('span', { className: 'scitex-hint' }),
       gpus: h('span', { className: 'scitex-hint' })
     };
-    this.gpuField = this.field(trans.__('GPUs'), this.gpus, this.hints.gpus);
+    this.gpuField = field(trans.__('GPUs'), this.gpus, this.hints.gpus);
     this.node.append(
       intro,
-      this.field(trans.__('Profile'), this.profile, this.profileHint),
-      this.field(trans.__('Partition'), this.partition, this.hints.partition),
-      this.field(trans.__('CPUs'), this.cpus, this.hints.cpus),
-      this.field(trans.__('Memory'), this.memory, this.hints.memory),
-      this.field(trans.__('Time limit'), this.runtime, this.hints.runtime),
+      field(trans.__('Profile'), this.profile, this.profileHint),
+      field(trans.__('Partition'), this.partition, this.hints.partition),
+      field(trans.__('CPUs'), this.cpus, this.hints.cpus),
+      field(trans.__('Memory'), this.memory, this.hints.memory),
+      field(trans.__('Time limit'), this.runtime, this.hints.runtime),
       this.gpuField
     );
     this.profile.addEventListener('change', () => this.fill(this.selected()));
@@ -170,22 +170,6 @@ export class SubmitJobBody extends Widget implements Dialog.IBodyWidget<IJobRequ
     this.gpus.readOnly = profile.gpus.min === profile.gpus.max;
     this.memory.readOnly = profile.memory.min === profile.memory.max;
     this.runtime.readOnly = profile.runtime.min === profile.runtime.max;
-  }
-
-  private field(
-    label: string,
-    control: HTMLInputElement | HTMLSelectElement,
-    hint: HTMLElement
-  ): HTMLElement {
-    const id = uid('submit');
-    control.id = id;
-    hint.id = `${id}-hint`;
-    control.setAttribute('aria-describedby', hint.id);
-    const wrapped =
-      control instanceof HTMLSelectElement
-        ? h('div', { className: 'jp-select-wrapper' }, control)
-        : control;
-    return h('div', { className: 'scitex-field' }, h('label', { for: id }, label), wrapped, hint);
   }
 
   private profile: HTMLSelectElement;
