@@ -379,8 +379,13 @@ class SciTeXSpawner(SlurmSpawner):
         if self.exit_reason:
             notices.append(f"Your last server stopped: {self.exit_reason}.")
         if self.container_runtime == "auto":
+            # Whether the command exists only: the form renders on the hub's event loop,
+            # and the image (often on a shared filesystem) is checked at start, off it.
             fallback = resolve_container_runtime(
-                "auto", self.container_executable or None, self.container_image or None
+                "auto",
+                self.container_executable or None,
+                self.container_image or None,
+                exists=lambda _image: True,
             ).fallback_reason
             if fallback:
                 notices.append(
