@@ -63,8 +63,8 @@ def crafted_jobs(hub: Hub) -> Iterator[list[str]]:
     if not ids:
         return
     subprocess.run(["scancel", *ids], env=slurm_env(), check=False, timeout=30)
-    # Gone from squeue before anything else reads the queue: other readers of the
-    # tests (Hub.jobs) split squeue's lines naively.
+    # Gone from squeue before the next test module: they hold CPUs of the node its
+    # servers need.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         listed = subprocess.run(
