@@ -468,7 +468,8 @@ def alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat") as f:
             # A killed process not yet reaped is a zombie (state Z): not running.
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone; reaped between the open and the read (ESRCH) counts the same.
         return False
 
 
