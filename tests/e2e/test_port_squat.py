@@ -10,6 +10,7 @@ PAM and SLURM; bob's squatter is a real process of bob's on the same node.
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import socket
@@ -44,20 +45,25 @@ http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
 
 
 def free_pair() -> int:
-    """A port P with P and P+1 free (for now)."""
-    for _ in range(200):
-        with socket.socket() as a:
-            a.bind(("0.0.0.0", 0))
-            port = int(a.getsockname()[1])
-            if port >= 65535:
+    """A port P with P and P+1 free, below the kernel's ephemeral range.
+
+    Ports in the ephemeral range are taken at any moment as the local end of outgoing
+    connections (the hub's, the proxy's, SLURM's), so a pair chosen there can be lost
+    between choosing it and the server binding it. Below the range only an explicit bind
+    takes a port.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(max(1024, low - 8000), low - 1, 2))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("0.0.0.0", port))
+                b.bind(("0.0.0.0", port + 1))
+            except OSError:
                 continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("0.0.0.0", port + 1))
-                except OSError:
-                    continue
         return port
-    raise AssertionError("no two free consecutive ports")
+    raise AssertionError("no two free consecutive ports below the ephemeral range")
 
 
 class Squatter:
@@ -146,8 +152,8 @@ def test_every_port_held_fails_the_start_clearly(hub: Hub, ports: int, password:
         while alice.server_model() and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not alice.server_model(), "alice's start did not fail"
-        failure = re.search(r"Job \d+ ended before its server started: [^\n]*", hub.log_text())
-        assert failure and "state FAILED, exit code 1:0" in failure.group(0), hub.log_tail()
+        failures = re.findall(r"Job \d+ ended before its server started: [^\n]*", hub.log_text())
+        assert failures and "state FAILED, exit code 1:0" in failures[-1], hub.log_tail()
         log_dir = hub.root / "data" / "demo-u" / "alice" / ".scitex" / "logs"
         logs = "".join(p.read_text(errors="replace") for p in log_dir.glob("notebook-*.log"))
         assert (
