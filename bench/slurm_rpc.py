@@ -99,8 +99,8 @@ async def measure_stock(job_ids: list[str], cycles: int) -> float:
 
 
 async def measure_ours(job_ids: list[str], cycles: int) -> float:
+    from scitex_hub.slurm import QueueWatcher
     from scitex_spawner import SciTeXSpawner
-    from scitex_spawner.slurm import QueueWatcher
 
     QueueWatcher.reset_shared()
     spawners = []

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from scitex_hub.institutions import USERNAME_PATTERN
 from scitex_spawner.auth import (
     identity_from_auth_model,
     ldap_group_dn,
@@ -27,7 +28,6 @@ from scitex_spawner.gitea_provision import (
     gitea_auth_state_hook,
     with_gitea_provisioning,
 )
-from scitex_spawner.institutions import USERNAME_PATTERN
 
 from .settings import DEFAULT_CONFIG, Settings, SettingsError
 
@@ -342,7 +342,7 @@ def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None
         {
             "name": SERVICE_NAME,
             "url": settings.service_listen_url(),
-            "command": [sys.executable, "-m", "scitex_spawner.service"],
+            "command": [sys.executable, "-m", "scitex_service"],
             "environment": environment,
             # Our own service: no "authorize this application" page.
             "oauth_no_confirm": True,

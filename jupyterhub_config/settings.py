@@ -17,9 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scitex_gitea.names import InvalidName, validate_owner_name
-from scitex_spawner.container import Bind
-from scitex_spawner.institutions import INSTITUTION_ID_RE, USERNAME_RE, Institution
-from scitex_spawner.profiles import PROFILE_NAME_RE, Profile
+from scitex_hub.container import Bind
+from scitex_hub.institutions import INSTITUTION_ID_RE, USERNAME_RE, Institution
+from scitex_hub.profiles import PROFILE_NAME_RE, Profile
 
 DEFAULT_CONFIG = Path(__file__).with_name("scitex.yaml")
 

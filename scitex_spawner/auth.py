@@ -29,14 +29,14 @@ the mapping needs no crypt key.
 from __future__ import annotations
 
 import logging
-import pwd
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from tornado import web
 
-from .institutions import Institution, InstitutionDirectory, lab_group
+from scitex_hub.institutions import Institution, InstitutionDirectory, lab_group
+from scitex_hub.names import name_refusal
 
 log = logging.getLogger(__name__)
 
@@ -111,28 +111,6 @@ class RefusedName(SignInRefused):
             "runs them as a system or administrator account."
         )
         super().__init__(message, "Account not allowed")
-
-
-def name_refusal(username: str, denied: Collection[str], min_uid: int) -> str | None:
-    """Why ``username`` may not sign in (nor start a job), or None.
-
-    Refused: a name in ``denied``; an existing Unix account whose UID is below
-    ``min_uid`` (root, daemon, www-data, postgres: system accounts). A name with no Unix
-    account here is not refused by this rule (LDAP and OIDC sites whose accounts live
-    elsewhere); its server then fails to start with a message saying so.
-    """
-    if username in denied:
-        return f"the name {username} is reserved on this hub (an administrator or service account)"
-    try:
-        uid = pwd.getpwnam(username).pw_uid
-    except KeyError:
-        return None
-    if uid < min_uid:
-        return (
-            f"{username} is a system account on this hub's machine (UID {uid}; people's "
-            f"accounts start at UID {min_uid})"
-        )
-    return None
 
 
 def _as_list(value: Any) -> list[str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from .profiles import Profile, ResolvedResources
-from .units import format_duration, format_size
+from scitex_hub.profiles import Profile, ResolvedResources
+from scitex_hub.units import format_duration, format_size
 
 
 def _field(profile_key: str, name: str, label: str, control: str, hint: str) -> str:

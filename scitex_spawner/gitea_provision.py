@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scitex_gitea.client import NOTEBOOK_TOKEN_SCOPES, GiteaClient, GiteaError
-
-from .institutions import Institution, InstitutionDirectory
+from scitex_hub.institutions import Institution, InstitutionDirectory
 
 AUTH_STATE_KEY = "scitex_gitea"
 TOKEN_NAME = "scitex-notebook"  # noqa: S105 - the token's name in Gitea, not a secret

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from .slurm import QueuedJob, SlurmClient, SlurmError, tagged_for_owner
+from scitex_hub.slurm import QueuedJob, SlurmClient, SlurmError, tagged_for_owner
 
 
 def hub_job_ids(jobs: Mapping[str, QueuedJob], hub_id: str) -> list[str]:

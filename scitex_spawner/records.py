@@ -34,12 +34,11 @@ from tornado import web
 from traitlets import Bool, Enum, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from scitex_hub.db import get_engine, utcnow
+from scitex_hub.db import store as db
+from scitex_hub.institutions import Institution
+from scitex_hub.profiles import ResolvedResources
 from scitex_quota import format_bytes
-
-from .db import get_engine, utcnow
-from .db import store as db
-from .institutions import Institution
-from .profiles import ResolvedResources
 
 __all__ = [
     "OVER_QUOTA_MODES",
@@ -188,7 +187,7 @@ class SpawnStore(LoggingConfigurable):
 
 
 class SqlSpawnStore(SpawnStore):
-    """Our tables in the hub's database (``scitex_spawner.db``)."""
+    """Our tables in the hub's database (``scitex_hub.db``)."""
 
     db_url = Unicode(
         help="""SQLAlchemy URL of the database holding our tables: the hub's own

@@ -34,9 +34,7 @@ from traitlets import (
 )
 
 import scitex_safefs as safefs
-
-from .callback import install_handlers
-from .container import (
+from scitex_hub.container import (
     CONTAINER_DATA_DIR,
     ENV_PREFIX,
     Bind,
@@ -46,23 +44,25 @@ from .container import (
     container_argv,
     resolve_container_runtime,
 )
-from .form import render_options_form
-from .institutions import (
+from scitex_hub.institutions import (
     USERNAME_RE,
     Institution,
     InstitutionDirectory,
     load_institutions,
 )
-from .profiles import (
+from scitex_hub.profiles import (
     Profile,
     ResolvedResources,
     UserOptionsError,
     load_profiles,
     resolve_user_options,
 )
+from scitex_hub.script import BatchJobSpec, render_batch_script
+from scitex_hub.slurm import JobView, QueueWatcher, SlurmClient, SlurmError
+
+from .callback import install_handlers
+from .form import render_options_form
 from .records import SpawnRecorder, SpawnStore, SqlSpawnStore, end_reason
-from .script import BatchJobSpec, render_batch_script
-from .slurm import JobView, QueueWatcher, SlurmClient, SlurmError
 
 install_handlers()
 
@@ -95,7 +95,7 @@ class SciTeXSpawner(SlurmSpawner):
 
     Replaces batchspawner's shell-string commands, raw-template batch script and
     per-user ``squeue`` with argv commands, a pure script builder fed only by
-    validated values, and one shared :class:`~scitex_spawner.slurm.QueueWatcher`.
+    validated values, and one shared :class:`~scitex_hub.slurm.QueueWatcher`.
     """
 
     # ---- site settings -------------------------------------------------------

@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .profiles import PROFILE_NAME_RE, Profile
-from .units import format_duration, format_size, parse_duration, parse_size
+from scitex_hub.profiles import PROFILE_NAME_RE, Profile
+from scitex_hub.units import format_duration, format_size, parse_duration, parse_size
 
 # Keys that are per-hub settings in SciTeX Hub (or meaningless for a SLURM job):
 # noted and left out, the profile still converts. The value says where the

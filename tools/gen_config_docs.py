@@ -193,8 +193,8 @@ COMPUTED_DEFAULTS = {
 
 TRAIT_CLASSES = (
     ("scitex_spawner.spawner", "SciTeXSpawner", "c.SciTeXSpawner", "the hub"),
-    ("scitex_spawner.slurm", "SlurmClient", "c.SlurmClient", "the hub"),
-    ("scitex_spawner.slurm", "QueueWatcher", "c.QueueWatcher", "the hub"),
+    ("scitex_hub.slurm", "SlurmClient", "c.SlurmClient", "the hub"),
+    ("scitex_hub.slurm", "QueueWatcher", "c.QueueWatcher", "the hub"),
     ("scitex_spawner.records", "SpawnRecorder", "c.SpawnRecorder", "the hub"),
     ("scitex_spawner.authenticators", "NameRules", "c.NameRules", "the hub's authenticators"),
     (
@@ -352,7 +352,7 @@ def default_text(path: str, field: Any) -> str:
     if field.default is PydanticUndefined:
         return "**required**"
     if path in SIZE_KEYS:
-        from scitex_spawner.units import format_size
+        from scitex_hub.units import format_size
 
         return f"`{format_size(field.default)}`"
     if _is_model(field.annotation) and not _is_range(field.annotation):

@@ -50,8 +50,8 @@ case "${1:-serve}" in
   upgrade-db)
     # JupyterHub's schema, then SciTeX Hub's own tables.
     "$VENV/bin/jupyterhub" upgrade-db -f "$CONFIG_PY"
-    if "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("scitex_spawner.db") is None)'; then
-      exec "$VENV/bin/python" -m scitex_spawner.db upgrade
+    if "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("scitex_hub.db") is None)'; then
+      exec "$VENV/bin/python" -m scitex_hub.db upgrade
     fi
     ;;
   check)

@@ -28,7 +28,7 @@ from typing import Any
 import requests
 import yaml
 
-from scitex_spawner.slurm import SlurmClient
+from scitex_hub.slurm import SlurmClient
 from tests.services import PREFIX, SLURM_CONF, VENV_PYTHON, slurm_env
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 
 from jupyterhub_config.settings import parse_settings
-from scitex_spawner.db import get_engine
-from scitex_spawner.db import store as db
-from scitex_spawner.db.engine import dispose_engine
-from scitex_spawner.service.handlers import APIError
-from scitex_spawner.service.jobs import _SQUEUE_FIELDS, make_compute_jobs
-from scitex_spawner.slurm import SlurmClient, SqueueFraming
+from scitex_hub.db import get_engine
+from scitex_hub.db import store as db
+from scitex_hub.db.engine import dispose_engine
+from scitex_hub.slurm import SlurmClient, SqueueFraming
+from scitex_service.handlers import APIError
+from scitex_service.jobs import _SQUEUE_FIELDS, make_compute_jobs
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, HubUser, new_hub
 from tests.e2e.test_apptainer import APPTAINER, TEST_IMAGE, container_settings

@@ -22,6 +22,7 @@ from jupyterhub_config.apply import (
     apply_roles,
 )
 from jupyterhub_config.settings import SettingsError, parse_settings
+from scitex_hub.institutions import USERNAME_PATTERN, load_institutions
 from scitex_spawner.auth import (
     NoInstitution,
     identity_from_auth_model,
@@ -31,7 +32,6 @@ from scitex_spawner.auth import (
     no_provider_groups,
     normalize_dn,
 )
-from scitex_spawner.institutions import USERNAME_PATTERN, load_institutions
 from tests.hub.test_config import DEMO
 
 BASE = "ou=groups,dc=example,dc=edu"

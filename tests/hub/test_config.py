@@ -18,8 +18,8 @@ from jupyterhub_config.settings import (
     load_settings,
     parse_settings,
 )
-from scitex_spawner.institutions import USERNAME_PATTERN
-from scitex_spawner.profiles import Profile
+from scitex_hub.institutions import USERNAME_PATTERN
+from scitex_hub.profiles import Profile
 
 DEMO: dict[str, Any] = yaml.safe_load(
     expand_env(

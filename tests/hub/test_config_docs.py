@@ -75,15 +75,15 @@ def test_every_key_of_the_demo_site_file_is_documented() -> None:
 
 
 def test_every_configurable_traitlet_of_ours_is_documented() -> None:
+    import scitex_hub.slurm
     import scitex_server_ext.app
-    import scitex_spawner.slurm
     import scitex_spawner.spawner
 
     text = (REPO / "docs" / "configuration.md").read_text()
     for cls in (
         scitex_spawner.spawner.SciTeXSpawner,
-        scitex_spawner.slurm.SlurmClient,
-        scitex_spawner.slurm.QueueWatcher,
+        scitex_hub.slurm.SlurmClient,
+        scitex_hub.slurm.QueueWatcher,
         scitex_server_ext.app.SciTeXExtension,
     ):
         for name, trait in cls.class_traits(config=True).items():

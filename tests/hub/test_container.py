@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scitex_spawner.container import (
+from scitex_hub.container import (
     Bind,
     ContainerError,
     ContainerSpec,
@@ -154,8 +154,8 @@ def test_the_demo_compute_job_runs_the_absolute_command() -> None:
     """The shipped site file's compute jobs (issue 15: a bare `apptainer` was written into
     their scripts and the job's PATH had no such command)."""
     from jupyterhub_config.settings import load_settings
-    from scitex_spawner.profiles import resolve_user_options
-    from scitex_spawner.service.jobs import build_compute_job, job_site_from
+    from scitex_hub.profiles import resolve_user_options
+    from scitex_service.jobs import build_compute_job, job_site_from
 
     settings = load_settings(str(REPO / "jupyterhub_config" / "scitex.yaml"))
     site = job_site_from(settings, RuntimeChoice("apptainer", "/opt/scitex/bin/apptainer"))

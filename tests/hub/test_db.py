@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from scitex_spawner.db import (
+from scitex_hub.db import (
     Base,
     current_revision,
     get_engine,
@@ -25,10 +25,10 @@ from scitex_spawner.db import (
     make_engine,
     upgrade,
 )
-from scitex_spawner.db import store as db
-from scitex_spawner.db.engine import dispose_engine
-from scitex_spawner.db.migrate import VERSION_TABLE
-from scitex_spawner.institutions import Institution
+from scitex_hub.db import store as db
+from scitex_hub.db.engine import dispose_engine
+from scitex_hub.db.migrate import VERSION_TABLE
+from scitex_hub.institutions import Institution
 from tests.hub.dbhelpers import drop_postgres, postgres_url, sqlite_url
 
 OUR_TABLES = {

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from jupyterhub_config.settings import DEFAULT_CONFIG, expand_env, parse_settings
+from scitex_hub.container import RuntimeChoice
+from scitex_hub.script import render_batch_script
 from scitex_spawner import SciTeXSpawner
-from scitex_spawner.container import RuntimeChoice
-from scitex_spawner.script import render_batch_script
 from tests.services import require_root
 
 SETTINGS = parse_settings(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
+from scitex_hub.profiles import load_profiles
 from scitex_spawner.form import render_options_form
-from scitex_spawner.profiles import load_profiles
 
 PROFILES = load_profiles(
     {
@@ -138,7 +138,7 @@ def chosen(html: str) -> Chosen:
 
 
 def test_the_last_choice_is_preselected_with_its_values() -> None:
-    from scitex_spawner.profiles import resolve_user_options
+    from scitex_hub.profiles import resolve_user_options
 
     previous = resolve_user_options(
         {
@@ -176,7 +176,7 @@ def test_without_a_last_choice_the_first_profile_and_defaults() -> None:
 
 
 def test_a_last_choice_of_a_profile_no_longer_allowed_is_not_offered() -> None:
-    from scitex_spawner.profiles import resolve_user_options
+    from scitex_hub.profiles import resolve_user_options
 
     previous = resolve_user_options({"profile": "gpu"}, PROFILES, ["gpu"])
     page = chosen(render_options_form(PROFILES, ["fixed"], institution_name="D", previous=previous))

@@ -17,6 +17,7 @@ from traitlets.config import Config
 from jupyterhub_config.apply import apply_gitea
 from jupyterhub_config.settings import SettingsError, parse_settings
 from scitex_gitea.client import NOTEBOOK_TOKEN_SCOPES, GiteaClient, GiteaError
+from scitex_hub.institutions import Institution, Lab
 from scitex_spawner.gitea_provision import (
     AUTH_STATE_KEY,
     TOKEN_NAME,
@@ -26,7 +27,6 @@ from scitex_spawner.gitea_provision import (
     gitea_environment,
     with_gitea_provisioning,
 )
-from scitex_spawner.institutions import Institution, Lab
 from tests.fakes.gitea import FakeGiteaServer
 
 ADMIN_PASSWORD = "admin-pw-31415"

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from scitex_spawner.profiles import load_profiles
-from scitex_spawner.service.app import make_app
-from scitex_spawner.service.handlers import ServiceContext
-from scitex_spawner.service.job_options import job_options
-from scitex_spawner.service.jobs import ComputeJobs, JobSite
+from scitex_hub.profiles import load_profiles
+from scitex_service.app import make_app
+from scitex_service.handlers import ServiceContext
+from scitex_service.job_options import job_options
+from scitex_service.jobs import ComputeJobs, JobSite
 from tests.e2e.hubprocess import free_port
 from tests.hub.test_jobs_api import FakeSlurm, JobsHubAuth, engine  # noqa: F401 (fixture)
 from tests.hub.test_service_api import ACCESS, INSTITUTIONS, TableDirectory, call
@@ -140,7 +140,7 @@ async def test_options_is_not_taken_for_a_job_id(base_url: str) -> None:
 
 def test_what_the_dialog_offers_is_what_a_submission_may_ask() -> None:
     """Every value the answer offers (defaults and bounds) resolves against the profile."""
-    from scitex_spawner.profiles import resolve_user_options
+    from scitex_hub.profiles import resolve_user_options
 
     answer = job_options(PROFILES, ("gpu", "small"), ((".sh", ("bash",)),))
     assert answer["script_suffixes"] == [".sh"]

@@ -20,11 +20,12 @@ from jupyterhub_config.apply import (
     service_public_url,
 )
 from jupyterhub_config.settings import SettingsError, parse_settings
-from scitex_spawner.container import Bind
-from scitex_spawner.profiles import ResolvedResources
-from scitex_spawner.script import render_batch_script
-from scitex_spawner.service.handlers import APIError
-from scitex_spawner.service.jobs import (
+from scitex_hub.container import Bind
+from scitex_hub.profiles import ResolvedResources
+from scitex_hub.script import render_batch_script
+from scitex_hub.slurm import FinishedJob
+from scitex_service.handlers import APIError
+from scitex_service.jobs import (
     ComputeJobs,
     JobRequest,
     JobRequestError,
@@ -37,7 +38,6 @@ from scitex_spawner.service.jobs import (
     parse_job_request,
     parse_queue,
 )
-from scitex_spawner.slurm import FinishedJob
 
 RESOURCES = ResolvedResources(
     profile="small",
@@ -401,7 +401,7 @@ def test_apply_all_keeps_a_user_role_already_declared() -> None:
 
 
 def test_the_site_files_history_limit_reaches_the_service() -> None:
-    from scitex_spawner.service.jobs import make_compute_jobs
+    from scitex_service.jobs import make_compute_jobs
 
     settings = parse_settings({**SITE, "container": {"runtime": "none"}})
     assert make_compute_jobs(settings, settings.profiles).history_limit == 50
@@ -414,7 +414,7 @@ def test_the_site_files_history_limit_reaches_the_service() -> None:
 def test_no_compute_job_runs_as_a_refused_name() -> None:
     """The sign-in's name rules reach the service (a token of a user made through the
     hub's API, or from before a rule changed, still submits nothing as that account)."""
-    from scitex_spawner.service.jobs import make_compute_jobs
+    from scitex_service.jobs import make_compute_jobs
 
     settings = parse_settings({**SITE, "auth": {"kind": "pam", "denied_users": ["guest"]}})
     jobs = make_compute_jobs(settings, settings.profiles)

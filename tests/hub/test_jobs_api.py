@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from scitex_spawner.db import get_engine, upgrade
-from scitex_spawner.db import store as db
-from scitex_spawner.db.engine import dispose_engine
-from scitex_spawner.profiles import load_profiles
-from scitex_spawner.service.app import make_app
-from scitex_spawner.service.handlers import ServiceContext
-from scitex_spawner.service.jobs import ComputeJobs, JobSite
-from scitex_spawner.slurm import SlurmClient, SlurmCommandError, SqueueFraming
+from scitex_hub.db import get_engine, upgrade
+from scitex_hub.db import store as db
+from scitex_hub.db.engine import dispose_engine
+from scitex_hub.profiles import load_profiles
+from scitex_hub.slurm import SlurmClient, SlurmCommandError, SqueueFraming
+from scitex_service.app import make_app
+from scitex_service.handlers import ServiceContext
+from scitex_service.jobs import ComputeJobs, JobSite
 from tests.e2e.hubprocess import free_port
 from tests.hub.dbhelpers import sqlite_url
 from tests.hub.test_service_api import (

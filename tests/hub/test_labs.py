@@ -11,8 +11,8 @@ from traitlets.config import Config
 
 from jupyterhub_config.apply import apply_auth
 from jupyterhub_config.settings import SettingsError, parse_settings
+from scitex_hub.institutions import InstitutionDirectory, lab_group, load_institutions
 from scitex_spawner.auth import ldap_group_names, make_post_auth_hook
-from scitex_spawner.institutions import InstitutionDirectory, lab_group, load_institutions
 from tests.hub.test_config import DEMO
 
 INSTITUTIONS = load_institutions(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from scitex_spawner.profiles import (
+from scitex_hub.profiles import (
     Profile,
     ResolvedResources,
     UserOptionsError,
     load_profiles,
     resolve_user_options,
 )
-from scitex_spawner.units import format_duration, format_size, parse_duration, parse_size
+from scitex_hub.units import format_duration, format_size, parse_duration, parse_size
 
 GiB = 1024**3
 MiB = 1024**2

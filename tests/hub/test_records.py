@@ -18,11 +18,11 @@ from traitlets.config import Config
 
 from jupyterhub_config.apply import apply_spawner
 from jupyterhub_config.settings import SettingsError, parse_settings
-from scitex_spawner.db import get_engine, upgrade, utcnow
-from scitex_spawner.db import store as db
-from scitex_spawner.db.engine import dispose_engine
-from scitex_spawner.institutions import Institution
-from scitex_spawner.profiles import ResolvedResources
+from scitex_hub.db import get_engine, upgrade, utcnow
+from scitex_hub.db import store as db
+from scitex_hub.db.engine import dispose_engine
+from scitex_hub.institutions import Institution
+from scitex_hub.profiles import ResolvedResources
 from scitex_spawner.records import (
     Admission,
     OverQuota,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import scitex_safefs as safefs
-from scitex_spawner.service.handlers import APIError
-from scitex_spawner.service.jobs import (
+from scitex_service.handlers import APIError
+from scitex_service.jobs import (
     ComputeJobs,
     JobRequest,
     JobRequestError,

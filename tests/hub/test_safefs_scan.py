@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine
 
 import scitex_quota.walk as walk_module
+from scitex_hub.db import store as db
+from scitex_hub.db.migrate import upgrade
 from scitex_quota import scan_tree
-from scitex_spawner.db import store as db
-from scitex_spawner.db.migrate import upgrade
-from scitex_spawner.service.scanner import UsageScanner
+from scitex_service.scanner import UsageScanner
 from tests.services import require_root
 
 MiB = 1024 * 1024

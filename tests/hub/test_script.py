@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scitex_spawner.script import BatchJobSpec, ScriptError, render_batch_script
+from scitex_hub.script import BatchJobSpec, ScriptError, render_batch_script
 
 
 def spec(**overrides: object) -> BatchJobSpec:

@@ -18,13 +18,13 @@ from sqlalchemy import Engine
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
 
-from scitex_spawner.db import get_engine, upgrade, utcnow
-from scitex_spawner.db import store as db
-from scitex_spawner.db.engine import dispose_engine
-from scitex_spawner.institutions import Institution
-from scitex_spawner.service.app import make_app
-from scitex_spawner.service.handlers import ServiceContext, admin_rights
-from scitex_spawner.service.hubapi import HubDirectory
+from scitex_hub.db import get_engine, upgrade, utcnow
+from scitex_hub.db import store as db
+from scitex_hub.db.engine import dispose_engine
+from scitex_hub.institutions import Institution
+from scitex_service.app import make_app
+from scitex_service.handlers import ServiceContext, admin_rights
+from scitex_service.hubapi import HubDirectory
 from tests.e2e.hubprocess import free_port
 from tests.hub.dbhelpers import sqlite_url
 

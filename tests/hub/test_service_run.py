@@ -1,5 +1,5 @@
 """The service as the hub runs it: its config from apply_services, its usage scanner, and
-``python -m scitex_spawner.service`` as a real process (migrates, syncs, scans, listens)."""
+``python -m scitex_service`` as a real process (migrates, syncs, scans, listens)."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ from traitlets.config import Config
 
 from jupyterhub_config.apply import apply_services
 from jupyterhub_config.settings import parse_settings
+from scitex_hub.db import current_revision, get_engine, head_revision, upgrade
+from scitex_hub.db import store as db
+from scitex_hub.db.engine import dispose_engine
 from scitex_quota import scan_tree
-from scitex_spawner.db import current_revision, get_engine, head_revision, upgrade
-from scitex_spawner.db import store as db
-from scitex_spawner.db.engine import dispose_engine
-from scitex_spawner.service.scanner import UsageScanner, user_dirs
+from scitex_service.scanner import UsageScanner, user_dirs
 from tests.e2e.hubprocess import free_port
 from tests.hub.dbhelpers import sqlite_url
 from tests.hub.test_config import DEMO
@@ -57,7 +57,7 @@ def test_apply_services_registers_the_managed_service(tmp_path: Path) -> None:
         {
             "name": "scitex",
             "url": "http://127.0.0.1:8123",
-            "command": [sys.executable, "-m", "scitex_spawner.service"],
+            "command": [sys.executable, "-m", "scitex_service"],
             "environment": {
                 "SCITEX_CONFIG": str(site),
                 "SITE_ROOT": "/shared",
@@ -238,7 +238,7 @@ def test_the_service_process_migrates_syncs_scans_and_listens(
     log = tmp_path / "service.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "scitex_spawner.service"],
+            [sys.executable, "-m", "scitex_service"],
             cwd=REPO,
             env=env,
             stdout=out,
@@ -281,7 +281,7 @@ def test_an_invalid_site_file_stops_the_service_with_the_key(tmp_path: Path) -> 
     bad = tmp_path / "scitex.yaml"
     bad.write_text(yaml.safe_dump({**DEMO, "service": {"usage_scan_interval": 0}}))
     result = subprocess.run(
-        [sys.executable, "-m", "scitex_spawner.service"],
+        [sys.executable, "-m", "scitex_service"],
         cwd=REPO,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SCITEX_CONFIG": str(bad)},
         capture_output=True,

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import pytest
 from tornado import web
 
+from scitex_hub.container import RuntimeChoice
+from scitex_hub.script import BatchJobSpec
 from scitex_spawner import SciTeXSpawner
 from scitex_spawner.callback import (
     PORT_CALLBACK_PATH,
@@ -15,8 +17,6 @@ from scitex_spawner.callback import (
     install_handlers,
     parse_port_body,
 )
-from scitex_spawner.container import RuntimeChoice
-from scitex_spawner.script import BatchJobSpec
 
 PROFILES = {
     "small": {

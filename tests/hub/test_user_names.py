@@ -17,6 +17,7 @@ from traitlets.config import Config
 
 from jupyterhub_config.apply import AUTHENTICATOR_CLASSES, apply_auth
 from jupyterhub_config.settings import SettingsError, parse_settings
+from scitex_hub.institutions import load_institutions
 from scitex_spawner.auth import NoInstitution, RefusedName, make_post_auth_hook, name_refusal
 from scitex_spawner.authenticators import (
     NameRules,
@@ -24,7 +25,6 @@ from scitex_spawner.authenticators import (
     SciTeXOIDCAuthenticator,
     SciTeXPAMAuthenticator,
 )
-from scitex_spawner.institutions import load_institutions
 from scitex_spawner.spawner import SpawnFailed
 from tests.hub.test_config import DEMO
 from tests.hub.test_spawner import make_spawner

@@ -38,9 +38,7 @@ from traitlets import Dict, Instance, Integer, List, Set, Unicode, default, vali
 from traitlets.config import LoggingConfigurable
 
 import scitex_safefs as safefs
-
-from ..auth import name_refusal
-from ..container import (
+from scitex_hub.container import (
     ENV_PREFIX,
     Bind,
     ContainerSpec,
@@ -48,12 +46,14 @@ from ..container import (
     container_argv,
     resolve_container_runtime,
 )
-from ..db import store as db
-from ..db.models import ComputeJobRecord, utcnow
-from ..institutions import USERNAME_RE, Institution, InstitutionDirectory
-from ..profiles import Profile, ResolvedResources, UserOptionsError, resolve_user_options
-from ..script import BatchJobSpec, render_batch_script
-from ..slurm import FINAL_STATES, JOB_ID_RE, FinishedJob, SlurmClient, SlurmError
+from scitex_hub.db import store as db
+from scitex_hub.db.models import ComputeJobRecord, utcnow
+from scitex_hub.institutions import USERNAME_RE, Institution, InstitutionDirectory
+from scitex_hub.names import name_refusal
+from scitex_hub.profiles import Profile, ResolvedResources, UserOptionsError, resolve_user_options
+from scitex_hub.script import BatchJobSpec, render_batch_script
+from scitex_hub.slurm import FINAL_STATES, JOB_ID_RE, FinishedJob, SlurmClient, SlurmError
+
 from .handlers import APIError, APIHandler, ServiceContext
 from .job_paths import locate_script
 

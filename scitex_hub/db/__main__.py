@@ -1,4 +1,4 @@
-"""``python -m scitex_spawner.db upgrade|current [--db-url URL]``: our tables' schema.
+"""``python -m scitex_hub.db upgrade|current [--db-url URL]``: our tables' schema.
 
 The database defaults to the site file's ``hub.db_url`` (``$SCITEX_CONFIG``). The URL
 may also come from ``$SCITEX_DB_URL``; it is never printed (it may hold a password).
@@ -24,7 +24,7 @@ def _db_url(given: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scitex_spawner.db", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scitex_hub.db", description=__doc__)
     parser.add_argument("action", choices=["upgrade", "current"])
     parser.add_argument("--db-url", help="SQLAlchemy URL (default: the site file's hub.db_url)")
     args = parser.parse_args(argv)

@@ -2,7 +2,7 @@
 
 JupyterLab's "Submit as SLURM job" dialog offers exactly these: the profiles of the caller's
 institution, in the site file's order (the first is the default, as in
-:func:`~scitex_spawner.profiles.resolve_user_options`), each with its partitions and the
+:func:`~scitex_hub.profiles.resolve_user_options`), each with its partitions and the
 default and range of CPUs, memory, wall time and GPUs. The submission is checked again by
 ``POST api/jobs``; this answer only spares the user a refused request.
 """
@@ -13,7 +13,8 @@ from typing import Any
 
 from tornado import web
 
-from ..profiles import DurationRange, IntRange, Profile, SizeRange
+from scitex_hub.profiles import DurationRange, IntRange, Profile, SizeRange
+
 from .jobs import JobsAPIHandler
 
 __all__ = ["JobOptionsHandler", "job_options", "profile_options"]

@@ -1,7 +1,7 @@
 """Our own tables, beside JupyterHub's in the same database (all prefixed ``scitex_``).
 
 Schema changes go through the migrations in ``migrations/versions`` (see
-:func:`scitex_spawner.db.migrate.upgrade`); a test checks these models against them.
+:func:`scitex_hub.db.migrate.upgrade`); a test checks these models against them.
 Times are stored as naive UTC (as JupyterHub stores its own) and come back aware.
 """
 

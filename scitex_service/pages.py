@@ -19,10 +19,11 @@ from typing import Any
 
 from tornado import web
 
-from ..db import store as db
-from ..db.models import SpawnRecord
-from ..slurm import QueuedJob, SlurmClient, SlurmError
-from ..units import format_size
+from scitex_hub.db import store as db
+from scitex_hub.db.models import SpawnRecord
+from scitex_hub.slurm import QueuedJob, SlurmClient, SlurmError
+from scitex_hub.units import format_size
+
 from .handlers import APIError, Caller, IndexHandler, ServiceContext
 
 __all__ = ["TEMPLATE_PATH", "OverviewPage", "QueueCache", "page_handlers"]

@@ -233,7 +233,7 @@ class ResolvedResources:
     qos: str | None
 
     def batch_fields(self) -> dict[str, Any]:
-        """The resource fields of a :class:`~scitex_spawner.script.BatchJobSpec`."""
+        """The resource fields of a :class:`~scitex_hub.script.BatchJobSpec`."""
         return {
             "partition": self.partition,
             "account": self.account,

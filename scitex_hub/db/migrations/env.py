@@ -1,4 +1,4 @@
-"""Alembic environment for our tables (run programmatically: scitex_spawner.db.migrate).
+"""Alembic environment for our tables (run programmatically: scitex_hub.db.migrate).
 
 Our version table is ``scitex_alembic_version``: JupyterHub keeps its own revision in
 ``alembic_version`` in the same database, and neither may see the other's tables.
@@ -11,8 +11,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection
 
-from scitex_spawner.db.engine import make_engine
-from scitex_spawner.db.models import Base
+from scitex_hub.db.engine import make_engine
+from scitex_hub.db.models import Base
 
 VERSION_TABLE = "scitex_alembic_version"
 

@@ -23,11 +23,10 @@ from sqlalchemy import Engine
 from traitlets import Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
+from scitex_hub.db import store as db
+from scitex_hub.db.models import utcnow
+from scitex_hub.institutions import USERNAME_RE
 from scitex_quota import ScanCancelled, scan_tree
-
-from ..db import store as db
-from ..db.models import utcnow
-from ..institutions import USERNAME_RE
 
 __all__ = ["UsageScanner", "user_dirs"]
 

@@ -1,4 +1,4 @@
-"""``python -m scitex_spawner.service``: the scitex hub service, run by the hub.
+"""``python -m scitex_service``: the scitex hub service, run by the hub.
 
 Registered by ``jupyterhub_config.apply.apply_services``: the hub starts it with its own
 Python, a token (``JUPYTERHUB_API_TOKEN``), its URL and prefix, the site file
@@ -25,10 +25,10 @@ from traitlets import Bool, Float, Integer, Type, Unicode, default
 from traitlets.config import Application
 
 from jupyterhub_config.settings import Settings, SettingsError, load_settings
+from scitex_hub.db import get_engine, upgrade
+from scitex_hub.db import store as db
+from scitex_hub.slurm import SlurmClient
 
-from ..db import get_engine, upgrade
-from ..db import store as db
-from ..slurm import SlurmClient
 from .handlers import ServiceContext, api_handlers
 from .hubapi import HubDirectory
 from .jobs import ComputeJobs, jobs_handlers, make_compute_jobs

@@ -28,9 +28,10 @@ from sqlalchemy import Engine
 from tornado import web
 from tornado.log import app_log
 
-from ..db import store as db
-from ..db.models import MAX_BYTES, QuotaOverride, SpawnRecord
-from ..institutions import USERNAME_RE, Institution, InstitutionDirectory
+from scitex_hub.db import store as db
+from scitex_hub.db.models import MAX_BYTES, QuotaOverride, SpawnRecord
+from scitex_hub.institutions import USERNAME_RE, Institution, InstitutionDirectory
+
 from .hubapi import HubAPIError, HubDirectory
 
 __all__ = ["Caller", "ServiceContext", "admin_rights", "api_handlers"]

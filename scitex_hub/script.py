@@ -1,7 +1,7 @@
 """The batch script for a notebook server: a pure function of validated values.
 
 Everything that reaches the script is typed and checked (see
-:mod:`scitex_spawner.profiles`); the command line is quoted with
+:mod:`scitex_hub.profiles`); the command line is quoted with
 :func:`shlex.join`. Secrets never appear here: the script only names the
 environment variables it forwards into the container.
 """
