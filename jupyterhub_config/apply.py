@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from scitex_hub import scopes
 from scitex_hub.institutions import USERNAME_PATTERN
 from scitex_spawner.auth import (
     identity_from_auth_model,
@@ -167,27 +168,12 @@ def apply_auth(c: Any, settings: Settings) -> None:
     )
 
 
-# The custom scope our own service checks for admin actions (quota, usage, spawn records
-# of other users): with a !group=<institution> filter for institution admins
-# (apply_roles), unfiltered for the hub's admins (apply_services). The service reads it
-# from the calling token's scopes, never from the caller's name.
-SCITEX_ADMIN_SCOPE = "custom:scitex:admin"
-# Compute jobs through the scitex service (docs/jobs.md): granted to every user's role and
-# requested for each notebook server's token, which submits on the user's behalf.
-SCITEX_JOBS_SCOPE = "custom:scitex:jobs"
-# JupyterHub 6's default server-token scopes (its "server" role), kept as they are.
-# Never SCITEX_ADMIN_SCOPE: code in a notebook reads its server's token.
-DEFAULT_SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
-SCITEX_CUSTOM_SCOPES = {
-    SCITEX_ADMIN_SCOPE: {
-        "description": "Administer SciTeX resources (quota, projects, jobs) of users, "
-        "limited by a !group=<institution> filter",
-    },
-    SCITEX_JOBS_SCOPE: {
-        "description": "Submit, list and cancel one's own compute jobs through the scitex "
-        "service (held by notebook servers' tokens, with a !user filter)",
-    },
-}
+# Our custom scopes (scitex_hub.scopes): the service reads them from the calling token's
+# scopes, never from the caller's name.
+SCITEX_ADMIN_SCOPE = scopes.ADMIN_SCOPE
+SCITEX_JOBS_SCOPE = scopes.JOBS_SCOPE
+DEFAULT_SERVER_TOKEN_SCOPES = scopes.DEFAULT_SERVER_TOKEN_SCOPES
+SCITEX_CUSTOM_SCOPES = scopes.CUSTOM_SCOPES
 
 
 def _define_custom_scopes(c: Any) -> None:

@@ -31,29 +31,13 @@ from tornado.log import app_log
 from scitex_hub.db import store as db
 from scitex_hub.db.models import MAX_BYTES, QuotaOverride, SpawnRecord
 from scitex_hub.institutions import USERNAME_RE, Institution, InstitutionDirectory
+from scitex_hub.scopes import ADMIN_SCOPE, admin_rights
 
 from .hubapi import HubAPIError, HubDirectory
 
 __all__ = ["Caller", "ServiceContext", "admin_rights", "api_handlers"]
 
 MAX_SPAWNS = 500
-# The custom scope of admins (jupyterhub_config.apply): unfiltered for the hub's admins,
-# with !group=<institution> for an institution's admins.
-ADMIN_SCOPE = "custom:scitex:admin"
-GROUP_FILTER = "!group="
-
-
-def admin_rights(scopes: Iterable[str]) -> frozenset[str] | None:
-    """The institutions ``custom:scitex:admin`` in a token's scopes grants: ``None`` for
-    all (unfiltered), else those of its ``!group=`` filters (empty: none). Any other
-    filter (``!user=``, ``!server=``) grants nothing here."""
-    groups = set()
-    for scope in scopes:
-        if scope == ADMIN_SCOPE:
-            return None
-        if scope.startswith(ADMIN_SCOPE + GROUP_FILTER):
-            groups.add(scope[len(ADMIN_SCOPE + GROUP_FILTER) :])
-    return frozenset(groups)
 
 
 class APIError(web.HTTPError):

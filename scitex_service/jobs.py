@@ -27,7 +27,6 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from jupyterhub.services.auth import HubOAuth
@@ -51,8 +50,19 @@ from scitex_hub.db.models import ComputeJobRecord, utcnow
 from scitex_hub.institutions import USERNAME_RE, Institution, InstitutionDirectory
 from scitex_hub.names import name_refusal
 from scitex_hub.profiles import Profile, ResolvedResources, UserOptionsError, resolve_user_options
+from scitex_hub.scopes import JOBS_SCOPE, has_jobs_scope
 from scitex_hub.script import BatchJobSpec, render_batch_script
-from scitex_hub.slurm import FINAL_STATES, JOB_ID_RE, FinishedJob, SlurmClient, SlurmError
+from scitex_hub.slurm import (
+    JOB_ID_RE,
+    FinishedJob,
+    QueueEntry,
+    SlurmClient,
+    SlurmError,
+    parse_slurm_time,
+    slurm_reason,
+    slurm_time,
+    slurm_time_text,
+)
 
 from .handlers import APIError, APIHandler, ServiceContext
 from .job_paths import locate_script
@@ -70,7 +80,6 @@ __all__ = [
 
 # The custom scope a token needs to use the jobs API (notebook servers' tokens get it with
 # a !user filter: jupyterhub_config.apply).
-JOBS_SCOPE = "custom:scitex:jobs"
 JOB_TAG = "scitex-job"
 # Where the project is inside the container, and the job's working directory.
 CONTAINER_PROJECT_DIR = "/project"
@@ -86,7 +95,6 @@ MAX_REMEMBERED = 10000
 UNKNOWN_STATE = "UNKNOWN"
 UNKNOWN_REASON = "SLURM forgot the job before the service saw it end"
 # squeue fields; SlurmClient.squeue frames them so no name or comment can forge a record.
-_SQUEUE_FIELDS = ("%i", "%j", "%u", "%T", "%r", "%B", "%V", "%S", "%e", "%k")
 
 
 class JobRequestError(ValueError):
@@ -240,75 +248,6 @@ def build_compute_job(
 
 
 @dataclass(frozen=True)
-class QueueEntry:
-    """One of the user's jobs as ``squeue --states=all`` shows it."""
-
-    job_id: str
-    name: str
-    user: str
-    state: str
-    reason: str
-    node: str
-    submitted_at: str
-    start_time: str
-    end_time: str
-    comment: str
-
-    @property
-    def project(self) -> str:
-        for part in self.comment.split(":"):
-            if part.startswith("project="):
-                return part[len("project=") :]
-        return ""
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
-
-
-def parse_queue(records: Sequence[Sequence[str]]) -> list[QueueEntry]:
-    """squeue's records (fields of ``_SQUEUE_FIELDS``, see ``SlurmClient.squeue``)."""
-    entries = []
-    for record in records:
-        job_id, name, user, state, reason, node, submitted, start, end, comment = record
-        if node in ("n/a", "(null)", "None"):
-            node = ""
-        entries.append(
-            QueueEntry(job_id, name, user, state, reason, node, submitted, start, end, comment)
-        )
-    return entries
-
-
-def _time(value: str) -> str | None:
-    return None if value in ("", "N/A", "Unknown", "None") else value
-
-
-def _reason(value: str) -> str:
-    return "" if value in ("None", "(null)") else value
-
-
-def parse_slurm_time(value: str) -> datetime | None:
-    """squeue's ``2026-12-01T02:18:33`` (SLURM's local time, no zone) -> aware datetime."""
-    text = _time(value)
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    # The service runs beside slurmctld (the same timezone): naive means local.
-    return parsed if parsed.tzinfo is not None else parsed.astimezone()
-
-
-def slurm_time_text(value: datetime | None) -> str:
-    """An aware datetime as squeue prints it (local time, no zone), so recorded and live
-    jobs read the same; ``""`` for none."""
-    if value is None:
-        return ""
-    return value.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
 class Job:
     """One of the user's jobs: as SLURM lists it now (``live``), else as recorded."""
 
@@ -325,11 +264,11 @@ def job_model(entry: QueueEntry, finished: FinishedJob | None = None) -> dict[st
         "project": entry.project,
         "script": entry.name,
         "state": entry.state,
-        "reason": _reason(entry.reason),
+        "reason": slurm_reason(entry.reason),
         "node": entry.node,
-        "submitted_at": _time(entry.submitted_at),
-        "started_at": _time(entry.start_time),
-        "ended_at": _time(entry.end_time) if entry.final else None,
+        "submitted_at": slurm_time(entry.submitted_at),
+        "started_at": slurm_time(entry.start_time),
+        "ended_at": slurm_time(entry.end_time) if entry.final else None,
         # "3:0": exit status 3, no signal (SLURM's notation); null while not ended.
         "exit_code": (finished.exit_code or None) if finished is not None else None,
     }
@@ -455,14 +394,10 @@ class ComputeJobs(LoggingConfigurable):
     async def user_jobs(self, user: str) -> list[QueueEntry]:
         """This user's jobs submitted through the service (any hub_id of ours), newest first."""
         try:
-            records = await self.slurm.squeue(_SQUEUE_FIELDS, f"--user={user}", "--states=all")
+            entries = await self.slurm.user_queue(user)
         except SlurmError as e:
             raise APIError(503, f"SLURM did not answer: {e}") from None
-        jobs = [
-            j
-            for j in parse_queue(records)
-            if j.user == user and j.comment.startswith(self.site.tag_prefix)
-        ]
+        jobs = [j for j in entries if j.comment.startswith(self.site.tag_prefix)]
         return sorted(jobs, key=lambda j: int(j.job_id.split("_")[0]), reverse=True)
 
     async def finished(self, entry: QueueEntry) -> FinishedJob | None:
@@ -516,7 +451,7 @@ class ComputeJobs(LoggingConfigurable):
                 started_at=parse_slurm_time(entry.start_time),
                 ended_at=parse_slurm_time(entry.end_time),
                 exit_code=exit_code or None,
-                reason=_reason(entry.reason) or None,
+                reason=slurm_reason(entry.reason) or None,
                 **when,
                 # A job submitted before the history existed: recorded from SLURM's view.
                 submission={
@@ -748,13 +683,6 @@ class ComputeJobs(LoggingConfigurable):
             "truncated": start > 0,
             "exists": True,
         }
-
-
-def has_jobs_scope(model: Mapping[str, Any]) -> bool:
-    name = model.get("name", "")
-    return any(
-        scope in (JOBS_SCOPE, f"{JOBS_SCOPE}!user={name}") for scope in model.get("scopes", [])
-    )
 
 
 class JobsAPIHandler(APIHandler):

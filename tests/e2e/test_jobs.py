@@ -26,9 +26,9 @@ from jupyterhub_config.settings import parse_settings
 from scitex_hub.db import get_engine
 from scitex_hub.db import store as db
 from scitex_hub.db.engine import dispose_engine
-from scitex_hub.slurm import SlurmClient, SqueueFraming
+from scitex_hub.slurm import USER_QUEUE_FIELDS, SlurmClient, SqueueFraming
 from scitex_service.handlers import APIError
-from scitex_service.jobs import _SQUEUE_FIELDS, make_compute_jobs
+from scitex_service.jobs import make_compute_jobs
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, HubUser, new_hub
 from tests.e2e.test_apptainer import APPTAINER, TEST_IMAGE, container_settings
@@ -188,7 +188,7 @@ class ForgetfulSlurm(SlurmClient):
         if "squeue" not in argv[0] or any(a.startswith("--jobs=") for a in argv):
             return out  # one ended job's record: as SLURM gives it
         framing = SqueueFraming.of_env(env or {})
-        fields = framing.records(out, len(_SQUEUE_FIELDS))
+        fields = framing.records(out, len(USER_QUEUE_FIELDS))
         return framing.render([f for f in fields if f[0] not in self.forgotten])
 
 

@@ -22,21 +22,19 @@ from jupyterhub_config.apply import (
 from jupyterhub_config.settings import SettingsError, parse_settings
 from scitex_hub.container import Bind
 from scitex_hub.profiles import ResolvedResources
+from scitex_hub.scopes import has_jobs_scope
 from scitex_hub.script import render_batch_script
-from scitex_hub.slurm import FinishedJob
+from scitex_hub.slurm import FinishedJob, QueueEntry, parse_queue
 from scitex_service.handlers import APIError
 from scitex_service.jobs import (
     ComputeJobs,
     JobRequest,
     JobRequestError,
     JobSite,
-    QueueEntry,
     build_compute_job,
     check_script_path,
-    has_jobs_scope,
     job_model,
     parse_job_request,
-    parse_queue,
 )
 
 RESOURCES = ResolvedResources(

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 import scitex_safefs as safefs
+from scitex_hub.slurm import QueueEntry
 from scitex_service.handlers import APIError
 from scitex_service.jobs import (
     ComputeJobs,
     JobRequest,
     JobRequestError,
     JobSite,
-    QueueEntry,
 )
 from scitex_spawner.spawner import SpawnFailed, _make_user_dir
 from tests.services import require_root

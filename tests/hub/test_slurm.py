@@ -7,7 +7,6 @@ import dataclasses
 
 import pytest
 
-from scitex_hub.framing import FramingError
 from scitex_hub.slurm import (
     FinishedJob,
     QueuedJob,
@@ -20,6 +19,7 @@ from scitex_hub.slurm import (
     parse_node_addresses,
     parse_squeue,
 )
+from scitex_hub.slurm.framing import FramingError
 from scitex_spawner.hub_jobs import hub_job_ids
 
 TAG = "scitex:hub=t:"
@@ -338,7 +338,7 @@ class CancellingSlurm(ScriptedSlurm):
 
 async def test_unclaimed_jobs_are_cancelled_after_the_grace_time(monkeypatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("scitex_hub.slurm.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("scitex_hub.slurm.watcher.time.monotonic", lambda: clock[0])
     slurm = CancellingSlurm()
     slurm.queue_answer = {
         "1": queued("1"),
@@ -363,7 +363,7 @@ async def test_unclaimed_jobs_are_cancelled_after_the_grace_time(monkeypatch) ->
 
 async def test_a_job_claimed_in_time_is_kept(monkeypatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("scitex_hub.slurm.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("scitex_hub.slurm.watcher.time.monotonic", lambda: clock[0])
     slurm = CancellingSlurm()
     slurm.queue_answer = {"2": queued("2")}
     watcher = QueueWatcher(slurm, TAG, orphan_grace=60)
