@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from traitlets import Dict, Float, Unicode, default, validate
+from traitlets import Dict, Float, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .framing import FramingError, exit_code_text
@@ -258,6 +258,35 @@ class SlurmClient(LoggingConfigurable):
     path = Unicode(
         help="PATH for SLURM commands and, through sbatch, for the job.",
     ).tag(config=True)
+
+    run_as_prefix = List(
+        Unicode(),
+        help="""Command prefix that runs a SLURM command (and the few file commands of a
+        submission) as the user; ``{username}`` is replaced. Default: ``runuser -u
+        {username} --`` when the hub side runs as root, else ``sudo -n -u {username} --``.""",
+    ).tag(config=True)
+
+    @default("run_as_prefix")
+    def _default_run_as_prefix(self) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "{username}", "--"]
+        return ["sudo", "-n", "-u", "{username}", "--"]
+
+    @validate("run_as_prefix")
+    def _check_run_as_prefix(self, proposal: Any) -> list[str]:
+        value = [str(part) for part in proposal["value"]]
+        if value and "{username}" not in " ".join(value):
+            raise ValueError(
+                f"SlurmClient.run_as_prefix must name the user ({{username}}), got {value!r}"
+            )
+        return value
+
+    def as_user(self, user: str) -> list[str]:
+        """The prefix that runs a command as ``user``. Only a name SLURM and Unix take
+        ever reaches it (the callers apply the sign-in's name rules first)."""
+        if not SLURM_USER_RE.match(user):
+            raise ValueError(f"not a user name SLURM takes: {user!r}")
+        return [part.replace("{username}", user) for part in self.run_as_prefix]
 
     @default("path")
     def _default_path(self) -> str:
