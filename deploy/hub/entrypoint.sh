@@ -51,7 +51,7 @@ case "${1:-serve}" in
     # JupyterHub's schema, then SciTeX Hub's own tables.
     "$VENV/bin/jupyterhub" upgrade-db -f "$CONFIG_PY"
     if "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("scitex_hub.db") is None)'; then
-      exec "$VENV/bin/python" -m scitex_hub.db upgrade
+      exec "$VENV/bin/python" -m jupyterhub_config.db upgrade
     fi
     ;;
   check)

@@ -1,7 +1,7 @@
 """Schema upgrades of our tables, run programmatically: ``upgrade(db_url)``.
 
 The scitex hub service upgrades when it starts (before it answers or writes anything);
-admins can run ``python -m scitex_hub.db upgrade`` themselves. Two processes that
+admins can run ``python -m jupyterhub_config.db upgrade`` themselves. Two processes that
 upgrade at once (two hubs on one PostgreSQL, a service restarted during an upgrade) are
 serialized: an advisory lock on PostgreSQL, the write lock (``BEGIN IMMEDIATE``) on
 SQLite. The one that waited then finds the schema current and does nothing.

@@ -1,6 +1,7 @@
-"""``python -m scitex_hub.db upgrade|current [--db-url URL]``: our tables' schema.
+"""``python -m jupyterhub_config.db upgrade|current [--db-url URL]``: our tables' schema.
 
-The database defaults to the site file's ``hub.db_url`` (``$SCITEX_CONFIG``). The URL
+Here, beside the site file's loader (only ``jupyterhub_config`` reads the site file): the
+database defaults to the site file's ``hub.db_url`` (``$SCITEX_CONFIG``). The URL
 may also come from ``$SCITEX_DB_URL``; it is never printed (it may hold a password).
 """
 
@@ -10,7 +11,9 @@ import argparse
 import os
 import sys
 
-from .migrate import current_revision, head_revision, upgrade
+from scitex_hub.db.migrate import current_revision, head_revision, upgrade
+
+from .settings import SettingsError, load_settings
 
 
 def _db_url(given: str | None) -> str:
@@ -18,18 +21,14 @@ def _db_url(given: str | None) -> str:
         return given
     if os.environ.get("SCITEX_DB_URL"):
         return os.environ["SCITEX_DB_URL"]
-    from jupyterhub_config.settings import load_settings
-
     return load_settings().hub.db_url
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scitex_hub.db", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m jupyterhub_config.db", description=__doc__)
     parser.add_argument("action", choices=["upgrade", "current"])
     parser.add_argument("--db-url", help="SQLAlchemy URL (default: the site file's hub.db_url)")
     args = parser.parse_args(argv)
-    from jupyterhub_config.settings import SettingsError
-
     try:
         url = _db_url(args.db_url)
     except SettingsError as e:
