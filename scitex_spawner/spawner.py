@@ -36,12 +36,9 @@ from traitlets import (
 import scitex_safefs as safefs
 from scitex_hub.container import (
     CONTAINER_DATA_DIR,
-    ENV_PREFIX,
     Bind,
     ContainerError,
-    ContainerSpec,
     RuntimeChoice,
-    container_argv,
     resolve_container_runtime,
 )
 from scitex_hub.institutions import (
@@ -50,6 +47,7 @@ from scitex_hub.institutions import (
     InstitutionDirectory,
     load_institutions,
 )
+from scitex_hub.jobspecs.notebook import notebook_job_spec
 from scitex_hub.profiles import (
     Profile,
     ResolvedResources,
@@ -66,8 +64,6 @@ from .records import SpawnRecorder, SpawnStore, SqlSpawnStore, end_reason
 
 install_handlers()
 
-# Variables handed into the container (by name; values stay in the environment).
-FORWARDED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_", "SCITEX_")
 # Seconds between probes of a reported port, first and at most (see _wait_listening).
 PROBE_FIRST_INTERVAL = 0.02
 PROBE_MAX_INTERVAL = 0.25
@@ -453,23 +449,6 @@ class SciTeXSpawner(SlurmSpawner):
     def notebook_command(self) -> list[str]:
         return [self.notebook_python, "-m", "scitex_server_ext.singleuser", *self.get_args()]
 
-    def container_spec(
-        self, runtime: RuntimeChoice, data_dir: str, resources: ResolvedResources
-    ) -> ContainerSpec | None:
-        """How the server is wrapped in a container, or None to run it directly in the job."""
-        if runtime.runtime == "none":
-            return None
-        image = resources.image or self.container_image
-        return ContainerSpec(
-            runtime=runtime.runtime,
-            executable=runtime.executable,
-            image=image,
-            data_dir=data_dir,
-            binds=tuple(Bind.parse(b) for b in self.container_binds),
-            gpus=resources.gpus > 0,
-            unsquash=self.container_unsquash and image.endswith(".sif"),
-        )
-
     def build_job_spec(
         self,
         institution_id: str,
@@ -478,43 +457,26 @@ class SciTeXSpawner(SlurmSpawner):
         env_names: Iterable[str] = (),
         quota_limit_bytes: int | None = None,
     ) -> BatchJobSpec:
-        """The job for this start; ``env_names`` are the job's environment variables
-        (by name: the container gets those meant for it). ``quota_limit_bytes``: the
-        user's effective limit (0: none), default the institution's quota."""
-        data_dir = self.user_data_dir(institution_id)
+        """The job for this start (:func:`scitex_hub.jobspecs.notebook.notebook_job_spec`
+        with this spawner's settings); ``quota_limit_bytes``: the user's effective limit
+        (0: none), default the institution's quota."""
         institution = self.institutions[institution_id]
-        container = self.container_spec(runtime or RuntimeChoice("none"), data_dir, resources)
-        command = self.notebook_command()
-        forward: tuple[str, ...] = ()
-        if container is not None:
-            command = container_argv(container, command)
-            forward = tuple(
-                name
-                for name in sorted(env_names)
-                if name.startswith(FORWARDED_ENV_PREFIXES) or name in ("LANG", "LC_ALL")
-            )
-        return BatchJobSpec(
-            job_name=f"scitex-nb-{self.user.name}",
-            comment=self.job_tag(),
-            **resources.batch_fields(),
-            output_path=os.path.join(data_dir, self.log_subdir, "notebook-%j.log"),
-            workdir=data_dir,
-            command=tuple(command),
-            exports=(
-                ("SCITEX_PROFILE", resources.profile),
-                ("SCITEX_INSTITUTION", institution_id),
-                ("SCITEX_USER_ROOT", CONTAINER_DATA_DIR if container else data_dir),
-                (
-                    "SCITEX_QUOTA_LIMIT_BYTES",
-                    str(
-                        institution.storage_quota
-                        if quota_limit_bytes is None
-                        else quota_limit_bytes
-                    ),
-                ),
+        return notebook_job_spec(
+            user=self.user.name,
+            tag=self.job_tag(),
+            institution_id=institution_id,
+            quota_limit_bytes=(
+                institution.storage_quota if quota_limit_bytes is None else quota_limit_bytes
             ),
-            forward_env=forward,
-            forward_env_prefix=ENV_PREFIX[container.runtime] if container else "",
+            data_dir=self.user_data_dir(institution_id),
+            resources=resources,
+            command=self.notebook_command(),
+            log_subdir=self.log_subdir,
+            runtime=runtime,
+            image=resources.image or self.container_image,
+            binds=[Bind.parse(b) for b in self.container_binds],
+            unsquash=self.container_unsquash,
+            env_names=env_names,
         )
 
     async def resolve_runtime(self) -> RuntimeChoice:
