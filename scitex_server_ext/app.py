@@ -19,7 +19,7 @@ from .quota.tracker import QuotaTracker
 from .session import SessionInfo
 
 
-# ProjectsConfig adds the gitea_* / git_* / project* settings (see projects.py);
+# ProjectsConfig adds the gitea_* / git_* / project* settings (see projects/config.py);
 # QuotaConfig the quota_* settings (see quota/config.py).
 class SciTeXExtension(JobsConfig, ProjectsConfig, QuotaConfig, ExtensionApp):
     """Serves ``scitex/api/*`` in every user's notebook server."""
