@@ -241,9 +241,11 @@ def apply_spawner(c: Any, settings: Settings) -> None:
     spawner.queue_poll_interval = settings.slurm.poll_interval
     spawner.queue_wait_timeout = settings.slurm.queue_wait_timeout
     spawner.startup_timeout = settings.slurm.startup_timeout
-    if settings.slurm.submit_prefix is not None:
-        spawner.submit_prefix = list(settings.slurm.submit_prefix)
     c.QueueWatcher.orphan_grace = settings.slurm.orphan_grace
+    if settings.slurm.submit_prefix is not None:
+        # The one run-as-user prefix: the spawner's sbatch/scancel, the queue watcher's
+        # scancel of orphans.
+        c.SlurmClient.run_as_prefix = list(settings.slurm.submit_prefix)
     if settings.slurm.conf:
         c.SlurmClient.slurm_conf = settings.slurm.conf
     if settings.slurm.bin_dir:

@@ -30,6 +30,7 @@ from traitlets import (
     Type,
     Unicode,
     default,
+    observe,
     validate,
 )
 
@@ -128,9 +129,11 @@ class SciTeXSpawner(SlurmSpawner):
 
     submit_prefix = List(
         Unicode(),
-        help="""Command prefix that runs SLURM commands as the user; ``{username}`` is
-        replaced. Default: ``runuser -u {username} --`` when the hub runs as root,
-        else ``sudo -n -u {username} --``.""",
+        default_value=None,
+        allow_none=True,
+        help="""Deprecated: set ``SlurmClient.run_as_prefix`` (the site file's
+        ``slurm.submit_prefix`` does). A value given here is passed on to this spawner's
+        SLURM client, with a warning.""",
     ).tag(config=True)
 
     slurm_client_class = Type(
@@ -255,12 +258,6 @@ class SciTeXSpawner(SlurmSpawner):
     def _default_notebook_python(self) -> str:
         return sys.executable
 
-    @default("submit_prefix")
-    def _default_submit_prefix(self) -> list[str]:
-        if os.geteuid() == 0:
-            return ["runuser", "-u", "{username}", "--"]
-        return ["sudo", "-n", "-u", "{username}", "--"]
-
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
         # JupyterHub's one limit covers the whole start; ours are enforced inside.
@@ -281,6 +278,16 @@ class SciTeXSpawner(SlurmSpawner):
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:
         return lambda spawner, options: spawner.resolve_resources(options)
+
+    @observe("submit_prefix")
+    def _submit_prefix_moved(self, change: Any) -> None:
+        # One run-as-user prefix for the spawner, the queue watcher and the service.
+        if change.new is None:
+            return
+        self.log.warning(
+            "SciTeXSpawner.submit_prefix is deprecated: set SlurmClient.run_as_prefix instead"
+        )
+        self.slurm.run_as_prefix = list(change.new)
 
     @validate("profiles")
     def _validate_profiles(self, proposal: Any) -> dict[str, Profile]:
@@ -318,12 +325,9 @@ class SciTeXSpawner(SlurmSpawner):
 
     @property
     def watcher(self) -> QueueWatcher:
-        watcher = QueueWatcher.shared(
+        return QueueWatcher.shared(
             self.slurm, self.job_tag_prefix, interval=self.queue_poll_interval, parent=self
         )
-        if not watcher.cancel_prefix:
-            watcher.cancel_prefix = list(self.submit_prefix)
-        return watcher
 
     @property
     def job_tag_prefix(self) -> str:
@@ -350,6 +354,8 @@ class SciTeXSpawner(SlurmSpawner):
         return os.path.join(self.data_root, institution_id, self.user.name)
 
     def format_prefix(self) -> list[str]:
+        """The prefix that runs this user's SLURM commands as them
+        (:meth:`SlurmClient.as_user`), once the name passes the sign-in's rules."""
         if not USERNAME_RE.match(self.user.name):
             raise SpawnFailed(f"username {self.user.name!r} is not allowed for jobs", 403)
         # The sign-in's user-name rules again (auth.NameRules: root, auth.denied_users, UIDs
@@ -358,7 +364,7 @@ class SciTeXSpawner(SlurmSpawner):
         why = rules(self.user.name) if callable(rules) else None
         if why:
             raise SpawnFailed(f"no job runs for {self.user.name}: {why}", 403)
-        return [part.replace("{username}", self.user.name) for part in self.submit_prefix]
+        return self.slurm.as_user(self.user.name)
 
     # ---- user options ----------------------------------------------------------
 

@@ -17,7 +17,6 @@ from .client import (
     POLL_DURATION,
     POLL_ERRORS,
     RUNNING_STATES,
-    SLURM_USER_RE,
     FinishedJob,
     QueuedJob,
     SlurmClient,
@@ -78,8 +77,6 @@ class QueueWatcher(LoggingConfigurable):
         self._hurry = 0
         self.started_at = time.monotonic()
         self.unclaimed_since: dict[str, float] = {}
-        # How to run scancel as a job's owner ({username} is replaced).
-        self.cancel_prefix: list[str] = []
         self._task: asyncio.Task[None] | None = None
         self._cycle_done = asyncio.Event()
         self._wakeup = asyncio.Event()
@@ -217,9 +214,11 @@ class QueueWatcher(LoggingConfigurable):
             since = self.unclaimed_since.setdefault(job_id, now)
             if min(now - since, now - self.started_at) < self.orphan_grace:
                 continue
-            if not SLURM_USER_RE.match(job.user):
+            try:
+                # scancel as the job's owner (the client's one run-as-user prefix).
+                prefix = self.client.as_user(job.user)
+            except ValueError:
                 continue
-            prefix = [part.replace("{username}", job.user) for part in self.cancel_prefix]
             self.log.warning(
                 "Queue watcher: job %s of %s is tagged by this hub but no server claims it; "
                 "cancelling it",

@@ -346,7 +346,7 @@ async def test_unclaimed_jobs_are_cancelled_after_the_grace_time(monkeypatch) ->
         "3": queued("3", tag="scitex:hub=other:"),
     }
     watcher = QueueWatcher(slurm, TAG, orphan_grace=60)
-    watcher.cancel_prefix = ["runuser", "-u", "{username}", "--"]
+    slurm.run_as_prefix = ["runuser", "-u", "{username}", "--"]
     watcher.tracked.add("1")
     await watcher.poll_once()
     clock[0] += 59

@@ -7,7 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 from tornado import web
+from traitlets.config import Config
 
+from jupyterhub_config.apply import apply_spawner
+from jupyterhub_config.settings import parse_settings
 from scitex_hub.container import RuntimeChoice
 from scitex_hub.script import BatchJobSpec
 from scitex_spawner import SciTeXSpawner
@@ -17,6 +20,7 @@ from scitex_spawner.callback import (
     install_handlers,
     parse_port_body,
 )
+from tests.hub.test_config import settings_with
 
 PROFILES = {
     "small": {
@@ -129,6 +133,33 @@ def test_submit_prefix_formats_only_a_safe_username() -> None:
     evil.submit_prefix = ["runuser", "-u", "{username}", "--"]
     with pytest.raises(web.HTTPError):
         evil.format_prefix()
+
+
+def test_one_run_as_user_prefix_from_the_site_file() -> None:
+    """slurm.submit_prefix is the SLURM client's run_as_prefix: the one the spawner's
+    sbatch and scancel use (and the queue watcher's scancel of orphans)."""
+    data = settings_with()
+    data["slurm"] = {**data["slurm"], "submit_prefix": ["sudo", "-n", "-u", "{username}", "--"]}
+    c = Config()
+    apply_spawner(c, parse_settings(data))
+    assert c.SlurmClient.run_as_prefix == ["sudo", "-n", "-u", "{username}", "--"]
+    assert "submit_prefix" not in c.SciTeXSpawner
+    spawner = make_spawner()
+    spawner.config = c
+    assert spawner.format_prefix() == ["sudo", "-n", "-u", "alice", "--"]
+
+
+def test_the_deprecated_spawner_prefix_passes_on_to_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = Config()
+    c.SciTeXSpawner.submit_prefix = ["sudo", "-n", "-u", "{username}", "--"]
+    spawner = SciTeXSpawner(config=c, user=make_spawner().user, hub_id="t")
+    assert spawner.slurm.run_as_prefix == ["sudo", "-n", "-u", "{username}", "--"]
+    assert "SciTeXSpawner.submit_prefix is deprecated" in caplog.text
+    # An empty prefix (the hub runs SLURM commands as itself) passes on too.
+    spawner.submit_prefix = []
+    assert spawner.slurm.run_as_prefix == []
 
 
 def test_bad_site_settings_name_the_trait() -> None:
