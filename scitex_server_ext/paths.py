@@ -4,12 +4,9 @@ jupyter-server's CVE-2026-35397 compared ``path.startswith(root)`` without a tra
 separator, so ``/data/alice2`` passed as inside ``/data/alice``. Here the comparison is
 always made against ``root + os.sep`` after both sides are resolved (symlinks included).
 
-Handlers turn :class:`UnsafePath` into an HTTP error, for example::
-
-    try:
-        target = resolve_inside(root, relative)
-    except UnsafePath as e:
-        raise web.HTTPError(e.status, reason=e.reason) from None
+Callers turn :class:`UnsafePath` into their own error with its ``status``: the projects
+manager into a ``ProjectError`` (answered by ``handlers/base.py``), the contents manager
+(``contents_guard``) into tornado's ``HTTPError``, which jupyter-server's contents API answers.
 """
 
 from __future__ import annotations

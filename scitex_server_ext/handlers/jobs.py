@@ -11,14 +11,14 @@
 - ``GET scitex/api/jobs/{id}``: one job; ``DELETE``: cancel it;
 - ``GET scitex/api/jobs/{id}/log``: ``{"id", "log", "truncated", "exists", "path", "state"}``.
 
-Errors are JSON ``{"message", "reason"}``: 400 (bad request, a script outside the project),
-404 (no such job of yours), 409 (already ended), 429 (too many jobs), 501 (no service).
+Errors are JSON ``{"message", "reason"}`` (written by ``handlers/base.py``): 400 (bad request,
+a script outside the project), 404 (no such job of yours), 409 (already ended), 429 (too many
+jobs), 501 (no service).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -27,39 +27,18 @@ from ..jobs import JobsClient, JobsError
 from .base import SciTeXAPIHandler
 
 
-class JobsHTTPError(web.HTTPError):
-    def __init__(self, err: JobsError) -> None:
-        # log_message is %-formatted by tornado's logger: escaped; the reply uses .message.
-        super().__init__(err.status, err.message.replace("%", "%%"))
-        self.message = err.message
-
-
 class JobsAPIHandler(SciTeXAPIHandler):
     @property
     def client(self) -> JobsClient:
         client: JobsClient = self.scitex["jobs"]
         return client
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, JobsHTTPError):
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"message": exc.message, "reason": self._reason}))
-            return
-        super().write_error(status_code, **kwargs)
-
-    async def call(self, coro: Any) -> Any:
-        try:
-            return await coro
-        except JobsError as e:
-            raise JobsHTTPError(e) from None
-
 
 class JobsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.finish(json.dumps(await self.call(self.client.list())))
+        self.finish(json.dumps(await self.client.list()))
 
     @web.authenticated
     @authorized
@@ -67,8 +46,8 @@ class JobsHandler(JobsAPIHandler):
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:
-            raise JobsHTTPError(JobsError(400, "The request body is not valid JSON")) from None
-        job = await self.call(self.client.submit(body))
+            raise JobsError(400, "The request body is not valid JSON") from None
+        job = await self.client.submit(body)
         self.set_status(201)
         self.finish(json.dumps(job))
 
@@ -78,26 +57,26 @@ class JobOptionsHandler(JobsAPIHandler):
     @authorized
     async def get(self) -> None:
         root_dir = str(self.settings.get("server_root_dir") or self.scitex["user_root"])
-        self.finish(json.dumps(await self.call(self.client.options(root_dir))))
+        self.finish(json.dumps(await self.client.options(root_dir)))
 
 
 class JobHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        self.finish(json.dumps(await self.call(self.client.get(job_id))))
+        self.finish(json.dumps(await self.client.get(job_id)))
 
     @web.authenticated
     @authorized
     async def delete(self, job_id: str) -> None:
-        self.finish(json.dumps(await self.call(self.client.cancel(job_id))))
+        self.finish(json.dumps(await self.client.cancel(job_id)))
 
 
 class JobLogHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        self.finish(json.dumps(await self.call(self.client.log(job_id))))
+        self.finish(json.dumps(await self.client.log(job_id)))
 
 
 default_handlers = [

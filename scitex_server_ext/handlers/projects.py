@@ -8,9 +8,9 @@
 - ``GET scitex/api/projects/{name}/status``: git status summary;
 - ``POST scitex/api/projects/{name}/sync``: commit, pull (rebase), push.
 
-Errors are JSON ``{"message", "reason", ...}``; a sync conflict adds ``conflicts`` (the paths),
-``local_commit`` and ``upstream``. Without a Gitea, import and sync answer 501 (see
-``docs/gitea.md``).
+Errors are JSON ``{"message", "reason", ...}`` (written by ``handlers/base.py``); a sync
+conflict adds ``conflicts`` (the paths), ``local_commit`` and ``upstream``. Without a Gitea,
+import and sync answer 501 (see ``docs/gitea.md``).
 """
 
 from __future__ import annotations
@@ -21,21 +21,11 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..projects import ProjectError, ProjectManager
+from ..projects import ProjectManager
 from .base import SciTeXAPIHandler
 
 # The name is validated by ProjectManager (400 with a reason), so the route takes any segment.
 NAME = r"(?P<name>[^/]+)"
-
-
-class ProjectHTTPError(web.HTTPError):
-    """An HTTP error whose JSON body carries extra fields (e.g. the conflicting paths)."""
-
-    def __init__(self, err: ProjectError) -> None:
-        # log_message is %-formatted by tornado's logger: escape, and keep paths out of it.
-        super().__init__(err.status, err.message.replace("%", "%%"), reason=err.reason)
-        self.message = err.message
-        self.extra = err.extra
 
 
 class ProjectsAPIHandler(SciTeXAPIHandler):
@@ -53,34 +43,19 @@ class ProjectsAPIHandler(SciTeXAPIHandler):
             raise web.HTTPError(400, reason="Request body must be a JSON object")
         return body
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ProjectHTTPError):
-            self.set_header("Content-Type", "application/json")
-            reply = {"message": exc.message, "reason": exc.reason, **exc.extra}
-            self.finish(json.dumps(reply))
-            return
-        super().write_error(status_code, **kwargs)
-
-    async def call(self, coro: Any) -> Any:
-        try:
-            return await coro
-        except ProjectError as e:
-            raise ProjectHTTPError(e) from None
-
 
 class ProjectsHandler(ProjectsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        projects = await self.call(self.projects.list_projects())
+        projects = await self.projects.list_projects()
         self.finish(json.dumps({"projects": projects}))
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         body = self.body_json()
-        project = await self.call(self.projects.create(body.get("name"), body.get("org")))
+        project = await self.projects.create(body.get("name"), body.get("org"))
         self.set_status(201)
         self.finish(json.dumps(project))
 
@@ -90,7 +65,7 @@ class ProjectImportHandler(ProjectsAPIHandler):
     @authorized
     async def post(self) -> None:
         body = self.body_json()
-        project = await self.call(self.projects.import_(body.get("clone_url")))
+        project = await self.projects.import_(body.get("clone_url"))
         self.set_status(201)
         self.finish(json.dumps(project))
 
@@ -99,14 +74,14 @@ class ProjectStatusHandler(ProjectsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
-        self.finish(json.dumps(await self.call(self.projects.status(name))))
+        self.finish(json.dumps(await self.projects.status(name)))
 
 
 class ProjectSyncHandler(ProjectsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self, name: str) -> None:
-        self.finish(json.dumps(await self.call(self.projects.sync(name))))
+        self.finish(json.dumps(await self.projects.sync(name)))
 
 
 default_handlers = [

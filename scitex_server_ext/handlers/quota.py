@@ -10,13 +10,11 @@ a huge one does not hold the request open for minutes.
 from __future__ import annotations
 
 import json
-import math
 from datetime import timezone
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..quota.base import UsageUnavailable
 from ..quota.tracker import QuotaTracker
 from ..session import SessionInfo
 from .base import SciTeXAPIHandler
@@ -28,14 +26,8 @@ class QuotaHandler(SciTeXAPIHandler):
     async def get(self) -> None:
         tracker: QuotaTracker = self.scitex["quota"]
         session: SessionInfo = self.scitex["session"]
-        try:
-            snapshot = await tracker.snapshot()
-        except UsageUnavailable as e:
-            # Answered directly: raising HTTPError would drop the Retry-After header.
-            self.set_status(503, reason="Usage not measured yet")
-            self.set_header("Retry-After", str(max(1, math.ceil(e.retry_after))))
-            self.finish(json.dumps({"message": str(e), "reason": "Usage not measured yet"}))
-            return
+        # UsageUnavailable: 503 with Retry-After (handlers/base.py).
+        snapshot = await tracker.snapshot()
         measured_at = snapshot.measured_at.astimezone(timezone.utc)
         self.finish(
             json.dumps(
