@@ -1,7 +1,8 @@
-"""The jupyter-server extension application: settings and handler registration."""
+"""The jupyter-server extension application: settings, handlers and where its logs go."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -17,6 +18,20 @@ from .projects import ProjectsConfig
 from .quota.config import QuotaConfig
 from .quota.tracker import QuotaTracker
 from .session import SessionInfo
+
+
+def join_server_log(server_log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    """Send the records of this package's module loggers to the server's log.
+
+    As jupyter-server does for tornado's loggers: the package's logger becomes a child of the
+    server's, so ``scitex_server_ext.*`` records go through the server's handlers, format and
+    level (``--log-level``). Otherwise they reach only the root logger, which the server leaves
+    unconfigured: INFO is dropped and a warning is printed bare, without time or source.
+    """
+    parent = server_log.logger if isinstance(server_log, logging.LoggerAdapter) else server_log
+    package = logging.getLogger(__package__)
+    package.parent = parent
+    package.propagate = True
 
 
 # ProjectsConfig adds the gitea_* / git_* / project* settings (see projects/config.py);
@@ -43,6 +58,8 @@ class SciTeXExtension(JobsConfig, ProjectsConfig, QuotaConfig, ExtensionApp):
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         super()._link_jupyter_server_extension(serverapp)
+        # First: what the modules log from here on is in the server's log.
+        join_server_log(serverapp.log)
         # Before the server builds its contents manager: quota-checked saves.
         self.link_quota_contents_manager(serverapp)
 
