@@ -1,5 +1,8 @@
 """Saves through the contents API that respect the storage quota and never leave a half file.
 
+One file: every write path below (save, chunk, checkpoint, copy) shares one protocol,
+reserve, write to a temporary file, rename, commit or cancel, so they are read together.
+
 :class:`QuotaContentsManager` is jupyter-server's default contents manager
 (``AsyncLargeFileManager``) with its write paths replaced:
 

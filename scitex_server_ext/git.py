@@ -1,5 +1,8 @@
 """Git as argv: name and URL validation, argv builders, the runner and credentials.
 
+One file: the rules below hold for every git command we run, and keeping each argv builder
+beside the runner and the environment it runs in lets one review check them all.
+
 Rules this module enforces (DESIGN.md sections 6 and 9, nbgitpuller CVE-2021-39160):
 
 * every URL and path given to git comes after ``--`` (or ``--end-of-options``), so no value can be
