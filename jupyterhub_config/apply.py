@@ -23,6 +23,7 @@ from scitex_spawner.auth import (
     make_post_auth_hook,
     no_provider_groups,
 )
+from scitex_spawner.callback import close_batchspawner_route, hub_api_handlers
 from scitex_spawner.gitea_provision import (
     GiteaAdmin,
     GiteaProvisioner,
@@ -252,6 +253,17 @@ def apply_spawner(c: Any, settings: Settings) -> None:
         c.SlurmClient.bin_dir = settings.slurm.bin_dir
     # The quota gate at start (scitex_spawner.records): start over quota, or refuse.
     c.SpawnRecorder.over_quota = settings.quota.over_quota
+    # Our routes in the hub's API, registered here and never by an import: the port
+    # callback, and a guard in place of batchspawner's attribute-setting route, which is
+    # taken out of JupyterHub's own routes (scitex_spawner.callback says why). JupyterHub
+    # puts the hub prefix in front (/hub/api/scitex/port) and logs that extra_handlers is
+    # deprecated in favour of services: a service cannot tell which start a server's
+    # token belongs to, nor hand the port to that spawner.
+    close_batchspawner_route()
+    ours = hub_api_handlers()
+    paths = {path for path, _ in ours}
+    kept = list(c.JupyterHub.extra_handlers) if "extra_handlers" in c.JupyterHub else []
+    c.JupyterHub.extra_handlers = [h for h in kept if h[0] not in paths] + ours
 
 
 SERVICE_NAME = "scitex"

@@ -7,9 +7,12 @@ for it. The node's address comes from SLURM, never from the caller.
 
 Stock batchspawner's ``/hub/api/batchspawner`` sets *any* attribute the caller
 names on the spawner (``exec_prefix``, ``batch_query_cmd``, ``ip``...), which
-the hub later runs or routes to. Importing this module puts a guard in front of
-that route: for a SciTeXSpawner it answers 404 and changes nothing; a stock
-batchspawner server in the same hub keeps its old behaviour.
+the hub later runs or routes to. The configuration (``apply_spawner``) takes that
+route out (:func:`close_batchspawner_route`) and registers :func:`hub_api_handlers`:
+our callback, and a guard on batchspawner's path that answers 404 for a SciTeXSpawner
+and changes nothing; a stock batchspawner server in the same hub keeps its old
+behaviour. Importing this module adds or removes no route (importing batchspawner
+adds its own).
 """
 
 from __future__ import annotations
@@ -101,10 +104,32 @@ class GuardedBatchSpawnerHandler(BatchSpawnerAPIHandler):
 BATCHSPAWNER_PATH = r"/api/batchspawner"
 
 
-def install_handlers() -> None:
-    """Route our callback; guard batchspawner's attribute-setting one."""
-    default_handlers[:] = [
-        h for h in default_handlers if h[0] not in (PORT_CALLBACK_PATH, BATCHSPAWNER_PATH)
+def hub_api_handlers() -> list[tuple[str, type[APIHandler]]]:
+    """Our routes in the hub's API (``c.JupyterHub.extra_handlers``; JupyterHub puts its
+    hub prefix in front): the port callback, and the guard on batchspawner's path."""
+    return [
+        (PORT_CALLBACK_PATH, PortCallbackHandler),
+        (BATCHSPAWNER_PATH, GuardedBatchSpawnerHandler),
     ]
-    default_handlers.append((PORT_CALLBACK_PATH, PortCallbackHandler))
-    default_handlers.append((BATCHSPAWNER_PATH, GuardedBatchSpawnerHandler))
+
+
+def close_batchspawner_route() -> None:
+    """Take stock batchspawner's attribute-setting route out of JupyterHub's API routes.
+
+    Done by the configuration (``apply_spawner``), never at import, and by editing
+    ``jupyterhub.apihandlers.default_handlers`` because nothing else reaches it:
+    batchspawner appends its route to that list when it is imported (our spawner, a
+    ``SlurmSpawner``, imports it), and neither batchspawner nor JupyterHub has a setting
+    to leave it out. JupyterHub routes ``default_handlers`` before ``extra_handlers``
+    and tornado takes the first route that matches, so a guard registered by the
+    configuration alone could not shadow it. This module subclasses batchspawner's
+    handler, so batchspawner's import (which adds the route, once per process) has run
+    by now, even though JupyterHub loads the spawner class only after the configuration.
+    """
+    default_handlers[:] = [h for h in default_handlers if h[0] != BATCHSPAWNER_PATH]
+
+
+def batchspawner_route_open() -> bool:
+    """Whether stock batchspawner's attribute-setting handler is still routed (a hub
+    configured without ``apply_spawner``)."""
+    return any(h[1] is BatchSpawnerAPIHandler for h in default_handlers)

@@ -59,11 +59,9 @@ from scitex_hub.profiles import (
 from scitex_hub.script import BatchJobSpec, render_batch_script
 from scitex_hub.slurm import JobView, QueueWatcher, SlurmClient, SlurmError
 
-from .callback import install_handlers
+from .callback import batchspawner_route_open
 from .form import render_options_form
 from .records import SpawnRecorder, SpawnStore, SqlSpawnStore, end_reason
-
-install_handlers()
 
 # Seconds between probes of a reported port, first and at most (see _wait_listening).
 PROBE_FIRST_INTERVAL = 0.02
@@ -548,6 +546,14 @@ class SciTeXSpawner(SlurmSpawner):
         # The user-name rules first: nothing (not even the data directory) is made for a
         # name that may not run jobs.
         prefix = self.format_prefix()
+        if batchspawner_route_open():
+            # Fail closed: batchspawner's route would let this server's token set any of
+            # this spawner's attributes (the configuration closes it: apply_spawner).
+            self.log.error("batchspawner's /hub/api/batchspawner is open; no server starts")
+            raise SpawnFailed(
+                "This hub's configuration is incomplete (an unsafe API is open), so no "
+                "server can start; ask your administrator."
+            )
         institution_id, institution = self.institution()
         resources = self.resolve_resources(self.user_options)
         # The override or institution quota. Already over it: a notice for the spawn

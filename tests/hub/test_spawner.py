@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -15,9 +17,11 @@ from scitex_hub.container import RuntimeChoice
 from scitex_hub.script import BatchJobSpec
 from scitex_spawner import SciTeXSpawner
 from scitex_spawner.callback import (
+    BATCHSPAWNER_PATH,
     PORT_CALLBACK_PATH,
     GuardedBatchSpawnerHandler,
-    install_handlers,
+    PortCallbackHandler,
+    batchspawner_route_open,
     parse_port_body,
 )
 from tests.hub.test_config import settings_with
@@ -216,12 +220,95 @@ def test_batchspawner_route_is_guarded() -> None:
     from batchspawner.api import BatchSpawnerAPIHandler
     from jupyterhub.apihandlers import default_handlers
 
-    install_handlers()
-    install_handlers()
-    routes = dict(default_handlers)
+    c = Config()
+    apply_spawner(c, parse_settings(settings_with()))
+    apply_spawner(c, parse_settings(settings_with()))
+    routes = dict(c.JupyterHub.extra_handlers)
     assert routes[r"/api/batchspawner"] is GuardedBatchSpawnerHandler
     assert not [h for h in default_handlers if h[1] is BatchSpawnerAPIHandler]
-    assert [h[0] for h in default_handlers].count(PORT_CALLBACK_PATH) == 1
+    assert [h[0] for h in c.JupyterHub.extra_handlers].count(PORT_CALLBACK_PATH) == 1
+
+
+def test_apply_spawner_registers_the_callback_beside_the_sites_handlers() -> None:
+    c = Config()
+    c.JupyterHub.extra_handlers = [(r"/api/site", web.RequestHandler)]
+    apply_spawner(c, parse_settings(settings_with()))
+    assert c.JupyterHub.extra_handlers == [
+        (r"/api/site", web.RequestHandler),
+        (PORT_CALLBACK_PATH, PortCallbackHandler),
+        (BATCHSPAWNER_PATH, GuardedBatchSpawnerHandler),
+    ]
+    assert not batchspawner_route_open()
+
+
+def test_the_hub_routes_both_paths_to_us() -> None:
+    """In JupyterHub's own route table (tornado takes the first match), under /hub/."""
+    import re
+
+    from jupyterhub.app import JupyterHub
+    from jupyterhub.auth import Authenticator
+
+    c = Config()
+    apply_spawner(c, parse_settings(settings_with()))
+    app = JupyterHub(config=c)
+    app.authenticator = Authenticator(parent=app)
+    app.init_handlers()
+
+    def first(path: str) -> object:
+        return next(h[1] for h in app.handlers if re.match(h[0] + "$", path))
+
+    assert first("/hub/api/scitex/port") is PortCallbackHandler
+    assert first("/hub/api/batchspawner") is GuardedBatchSpawnerHandler
+
+
+# In a fresh interpreter: batchspawner's own import adds its route; ours add or remove none.
+IMPORT_CHECK = """
+import sys
+import batchspawner
+from jupyterhub.apihandlers import default_handlers
+before = list(default_handlers)
+import {module}
+getattr(sys.modules["scitex_spawner"], "SciTeXSpawner")
+assert default_handlers == before, [h for h in default_handlers if h not in before]
+"""
+
+
+@pytest.mark.parametrize(
+    "module", ["scitex_spawner", "scitex_spawner.callback", "scitex_spawner.spawner"]
+)
+def test_importing_our_modules_leaves_the_hubs_routes_alone(module: str) -> None:
+    subprocess.run([sys.executable, "-c", IMPORT_CHECK.format(module=module)], check=True)
+
+
+def test_importing_the_package_imports_nothing_heavy() -> None:
+    check = (
+        "import sys, scitex_spawner\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('jupyterhub', 'batchspawner', 'tornado', 'traitlets', 'scitex_hub')"
+        " or m.startswith('scitex_spawner.')]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
+
+
+async def test_no_server_starts_while_batchspawners_route_is_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hub configured without apply_spawner fails closed, before anything is made."""
+    from scitex_spawner import spawner as spawner_module
+
+    monkeypatch.setattr(spawner_module, "batchspawner_route_open", lambda: True)
+    spawner = make_spawner()
+    made: list[str] = []
+
+    async def ensure_data_dir(institution_id: str) -> str:
+        made.append(institution_id)
+        return institution_id
+
+    spawner.ensure_data_dir = ensure_data_dir  # type: ignore[method-assign]
+    with pytest.raises(web.HTTPError, match="configuration is incomplete"):
+        await spawner.start()
+    assert made == []
 
 
 def test_job_spec_in_apptainer() -> None:
