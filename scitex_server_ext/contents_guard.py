@@ -234,7 +234,9 @@ class QuotaContentsManager(AsyncLargeFileManager):
         reservation: Reservation | None = None
         if tracker is not None:
             old = await run_sync(_allocated_on_disk, target)
-            reservation = await self._reserve(tracker, target, tracker.allocated(size) - old)
+            # allocated() stats the filesystem on its first call: off the event loop.
+            new = await run_sync(tracker.allocated, size)
+            reservation = await self._reserve(tracker, target, new - old)
         try:
             await run_sync(atomic_write, target, write)
         except BaseException as e:
@@ -315,7 +317,7 @@ class QuotaContentsManager(AsyncLargeFileManager):
                 staged_alloc = await run_sync(_allocated_on_disk, staging)
                 staged_len = (await run_sync(os.lstat, staging)).st_size if chunk != 1 else 0
                 old = await run_sync(_allocated_on_disk, target)
-                after = tracker.allocated(staged_len + len(data))
+                after = await run_sync(tracker.allocated, staged_len + len(data))
                 grow = after - staged_alloc
                 # Checked as the final state: the staged file replaces the old one.
                 reservation = await self._reserve(
