@@ -3,8 +3,8 @@
 The notebook server (its own token, with the custom scope ``custom:scitex:jobs``) calls
 ``/services/scitex/api/jobs``; this service validates the request like a profile (the
 institution's partitions and limits, a per-user maximum of queued jobs), builds the batch
-script with the pure builders (:func:`build_compute_job`, then ``render_batch_script`` and
-``container_argv``) and submits it through the site's submit prefix, so the job belongs to
+script with the pure builders (``scitex_hub.jobspecs.compute.build_compute_job``, then
+``render_batch_script``) and submits it through the site's submit prefix, so the job belongs to
 the user. The notebook server holds no SLURM credentials.
 
 SLURM is the record of live jobs: a job is ours when its comment starts with
@@ -37,21 +37,15 @@ from traitlets import Dict, Instance, Integer, List, Set, Unicode, default, vali
 from traitlets.config import LoggingConfigurable
 
 import scitex_safefs as safefs
-from scitex_hub.container import (
-    ENV_PREFIX,
-    Bind,
-    ContainerSpec,
-    RuntimeChoice,
-    container_argv,
-    resolve_container_runtime,
-)
+from scitex_hub.container import Bind, RuntimeChoice, resolve_container_runtime
 from scitex_hub.db import store as db
 from scitex_hub.db.models import ComputeJobRecord, utcnow
 from scitex_hub.institutions import USERNAME_RE, Institution, InstitutionDirectory
+from scitex_hub.jobspecs.compute import JobRequestError, JobSite, build_compute_job, job_comment
 from scitex_hub.names import name_refusal
-from scitex_hub.profiles import Profile, ResolvedResources, UserOptionsError, resolve_user_options
+from scitex_hub.profiles import Profile, UserOptionsError, resolve_user_options
 from scitex_hub.scopes import JOBS_SCOPE, has_jobs_scope
-from scitex_hub.script import BatchJobSpec, render_batch_script
+from scitex_hub.script import render_batch_script
 from scitex_hub.slurm import (
     JOB_ID_RE,
     FinishedJob,
@@ -72,17 +66,10 @@ __all__ = [
     "ComputeJobs",
     "Job",
     "JobRequest",
-    "JobSite",
-    "build_compute_job",
+    "JobRequestError",
     "jobs_handlers",
     "parse_job_request",
 ]
-
-# The custom scope a token needs to use the jobs API (notebook servers' tokens get it with
-# a !user filter: jupyterhub_config.apply).
-JOB_TAG = "scitex-job"
-# Where the project is inside the container, and the job's working directory.
-CONTAINER_PROJECT_DIR = "/project"
 
 PROJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # One path component of a script; '.' and '..' are refused apart.
@@ -95,10 +82,6 @@ MAX_REMEMBERED = 10000
 UNKNOWN_STATE = "UNKNOWN"
 UNKNOWN_REASON = "SLURM forgot the job before the service saw it end"
 # squeue fields; SlurmClient.squeue frames them so no name or comment can forge a record.
-
-
-class JobRequestError(ValueError):
-    """A submission that cannot be run; the message says why (HTTP 400)."""
 
 
 @dataclass(frozen=True)
@@ -152,99 +135,6 @@ def check_script_path(script: str) -> str:
             f"The script path {script!r} may hold letters, digits, _ . + - and / only"
         )
     return "/".join(parts)
-
-
-@dataclass(frozen=True)
-class JobSite:
-    """The site's settings for compute jobs (from the site file's ``jobs:`` section)."""
-
-    hub_id: str
-    data_root: str
-    # "apptainer" | "singularity" | "none"
-    runtime: str = "none"
-    # Absolute (container.resolve_container_runtime): the job's PATH is not the hub's.
-    executable: str = ""
-    image: str = ""
-    binds: tuple[Bind, ...] = ()
-    unsquash: bool = False
-    # How a script is run, by its extension.
-    interpreters: tuple[tuple[str, tuple[str, ...]], ...] = (
-        (".sh", ("bash",)),
-        (".py", ("python3",)),
-    )
-    projects_dir: str = "projects"
-    log_subdir: str = ".scitex/jobs"
-
-    @property
-    def tag_prefix(self) -> str:
-        return f"{JOB_TAG}:hub={self.hub_id}:"
-
-    def interpreter(self, script: str) -> tuple[str, ...]:
-        for suffix, argv in self.interpreters:
-            if script.endswith(suffix):
-                return argv
-        known = ", ".join(suffix for suffix, _ in self.interpreters)
-        raise JobRequestError(f"The script {script!r} must end in {known}")
-
-    def data_dir(self, institution: str, user: str) -> str:
-        return os.path.join(self.data_root, institution, user)
-
-    def project_dir(self, institution: str, user: str, project: str) -> str:
-        return os.path.join(self.data_dir(institution, user), self.projects_dir, project)
-
-
-def job_comment(site: JobSite, user: str, project: str) -> str:
-    return f"{site.tag_prefix}user={user}:project={project}"
-
-
-def build_compute_job(
-    site: JobSite,
-    *,
-    user: str,
-    institution: str,
-    project: str,
-    script: str,
-    resources: ResolvedResources,
-) -> BatchJobSpec:
-    """The batch job for one submission: pure, from validated values only.
-
-    In the container the project is at ``/project`` (the job's working directory) and
-    the user's data at ``/data``; nothing else of the user's files. Output and errors go
-    to ``<project>/<log_subdir>/<job id>.log``.
-    """
-    project_dir = site.project_dir(institution, user, project)
-    command = [*site.interpreter(script), script]
-    exports: tuple[tuple[str, str], ...] = (
-        ("SCITEX_PROJECT", project),
-        ("SCITEX_SCRIPT", script),
-    )
-    forward: tuple[str, ...] = ()
-    prefix = ""
-    if site.runtime != "none":
-        spec = ContainerSpec(
-            runtime=site.runtime,
-            executable=site.executable,
-            image=site.image,
-            data_dir=site.data_dir(institution, user),
-            binds=(*site.binds, Bind(project_dir, CONTAINER_PROJECT_DIR, read_only=False)),
-            gpus=resources.gpus > 0,
-            unsquash=site.unsquash and site.image.endswith(".sif"),
-        )
-        # The runtime starts in /data; env moves into the project (argv, no shell).
-        command = container_argv(spec, ["env", f"--chdir={CONTAINER_PROJECT_DIR}", *command])
-        forward = ("SCITEX_PROJECT", "SCITEX_SCRIPT")
-        prefix = ENV_PREFIX[site.runtime]
-    return BatchJobSpec(
-        job_name=script,
-        comment=job_comment(site, user, project),
-        **resources.batch_fields(),
-        output_path=os.path.join(project_dir, site.log_subdir, "%j.log"),
-        workdir=project_dir,
-        command=tuple(command),
-        exports=exports,
-        forward_env=forward,
-        forward_env_prefix=prefix,
-    )
 
 
 @dataclass(frozen=True)

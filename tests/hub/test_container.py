@@ -154,8 +154,9 @@ def test_the_demo_compute_job_runs_the_absolute_command() -> None:
     """The shipped site file's compute jobs (issue 15: a bare `apptainer` was written into
     their scripts and the job's PATH had no such command)."""
     from jupyterhub_config.settings import load_settings
+    from scitex_hub.jobspecs.compute import build_compute_job
     from scitex_hub.profiles import resolve_user_options
-    from scitex_service.jobs import build_compute_job, job_site_from
+    from scitex_service.jobs import job_site_from
 
     settings = load_settings(str(REPO / "jupyterhub_config" / "scitex.yaml"))
     site = job_site_from(settings, RuntimeChoice("apptainer", "/opt/scitex/bin/apptainer"))

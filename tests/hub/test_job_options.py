@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from scitex_hub.jobspecs.compute import JobSite
 from scitex_hub.profiles import load_profiles
 from scitex_service.app import make_app
 from scitex_service.handlers import ServiceContext
 from scitex_service.job_options import job_options
-from scitex_service.jobs import ComputeJobs, JobSite
+from scitex_service.jobs import ComputeJobs
 from tests.e2e.hubprocess import free_port
 from tests.hub.test_jobs_api import FakeSlurm, JobsHubAuth, engine  # noqa: F401 (fixture)
 from tests.hub.test_service_api import ACCESS, INSTITUTIONS, TableDirectory, call

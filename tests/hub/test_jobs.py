@@ -21,6 +21,7 @@ from jupyterhub_config.apply import (
 )
 from jupyterhub_config.settings import SettingsError, parse_settings
 from scitex_hub.container import Bind
+from scitex_hub.jobspecs.compute import JobSite, build_compute_job
 from scitex_hub.profiles import ResolvedResources
 from scitex_hub.scopes import has_jobs_scope
 from scitex_hub.script import render_batch_script
@@ -30,8 +31,6 @@ from scitex_service.jobs import (
     ComputeJobs,
     JobRequest,
     JobRequestError,
-    JobSite,
-    build_compute_job,
     check_script_path,
     job_model,
     parse_job_request,

@@ -16,11 +16,12 @@ from sqlalchemy import Engine
 from scitex_hub.db import get_engine, upgrade
 from scitex_hub.db import store as db
 from scitex_hub.db.engine import dispose_engine
+from scitex_hub.jobspecs.compute import JobSite
 from scitex_hub.profiles import load_profiles
 from scitex_hub.slurm import SlurmClient, SlurmCommandError, SqueueFraming
 from scitex_service.app import make_app
 from scitex_service.handlers import ServiceContext
-from scitex_service.jobs import ComputeJobs, JobSite
+from scitex_service.jobs import ComputeJobs
 from tests.e2e.hubprocess import free_port
 from tests.hub.dbhelpers import sqlite_url
 from tests.hub.test_service_api import (

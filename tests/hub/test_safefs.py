@@ -15,15 +15,16 @@ from typing import Any
 import pytest
 
 import scitex_safefs as safefs
+from scitex_hub.jobspecs.compute import JobSite
 from scitex_hub.slurm import QueueEntry
 from scitex_service.handlers import APIError
 from scitex_service.jobs import (
     ComputeJobs,
     JobRequest,
     JobRequestError,
-    JobSite,
 )
-from scitex_spawner.spawner import SpawnFailed, _make_user_dir
+from scitex_spawner.failures import SpawnFailed
+from scitex_spawner.userdir import make_user_dir as _make_user_dir
 from tests.services import require_root
 
 LOGS = ".scitex/logs"
