@@ -29,7 +29,8 @@ from scitex_hub.db import get_engine, upgrade
 from scitex_hub.db import store as db
 from scitex_hub.slurm import SlurmClient
 
-from .handlers import ServiceContext, api_handlers
+from .admin_api import api_handlers
+from .handlers import ServiceContext
 from .hubapi import HubDirectory
 from .jobs import ComputeJobs, jobs_handlers, make_compute_jobs
 from .pages import page_handlers

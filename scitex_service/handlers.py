@@ -1,4 +1,4 @@
-"""The service's JSON API under ``/services/scitex/``.
+"""What every handler of the service shares: who calls, who may, and how errors answer.
 
 Who sees what is decided by the scopes of the token that calls, never by the caller's
 name: ``custom:scitex:admin`` (unfiltered, the role ``scitex-hub-admin`` of the hub's
@@ -11,33 +11,50 @@ made) has no admin power here. Callers authenticate with a JupyterHub token
 ``/services/scitex/`` (the service's OAuth client asks for the scope: the token the hub
 issues then carries whatever part of it the user holds). Database work runs in worker
 threads.
+
+Two decorators say who may call a handler method: :func:`requires_admin` and
+:func:`requires_jobs_scope`. One error adapter, :meth:`APIHandler.write_error`, answers
+every error: ``{"status", "message"}`` as JSON, or the error page where a handler
+renders HTML.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthenticated, UserNotAllowed
 from sqlalchemy import Engine
 from tornado import web
 from tornado.log import app_log
 
-from scitex_hub.db import store as db
-from scitex_hub.db.models import MAX_BYTES, QuotaOverride, SpawnRecord
-from scitex_hub.institutions import USERNAME_RE, Institution, InstitutionDirectory
-from scitex_hub.scopes import ADMIN_SCOPE, admin_rights
+from scitex_hub.institutions import Institution
+from scitex_hub.scopes import ADMIN_SCOPE, JOBS_SCOPE, admin_rights, has_jobs_scope
 
 from .hubapi import HubAPIError, HubDirectory
 
-__all__ = ["Caller", "ServiceContext", "admin_rights", "api_handlers"]
+__all__ = [
+    "APIError",
+    "APIHandler",
+    "Caller",
+    "ServiceContext",
+    "admin_refusal",
+    "error_message",
+    "iso",
+    "requires_admin",
+    "requires_jobs_scope",
+]
 
-MAX_SPAWNS = 500
+# What a 500 says to the caller; the traceback goes to the service's log only.
+INTERNAL_ERROR = "Internal error in the scitex service; see its log"
+# The end of the refusal of a caller that is no admin (the API's; the pages say their own).
+FOR_ADMINISTRATORS = "this endpoint is for administrators"
 
 
 class APIError(web.HTTPError):
@@ -46,6 +63,17 @@ class APIError(web.HTTPError):
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(status, "%s", message)
+
+
+def error_message(status_code: int, error: BaseException | None, reason: str) -> str:
+    """What the caller is told of an error: an :class:`APIError`'s (or tornado's own
+    HTTPError's) message, tornado's reason phrase, never the text of an unexpected
+    exception (it may hold anything; the log has it)."""
+    if isinstance(error, web.HTTPError) and error.log_message:
+        return error.log_message % error.args if error.args else error.log_message
+    if error is not None and status_code >= 500:
+        return INTERNAL_ERROR
+    return reason
 
 
 @dataclass
@@ -76,12 +104,21 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def admin_refusal(name: str, what: str = FOR_ADMINISTRATORS) -> str:
+    """The 403 message for a caller whose token holds no admin scope."""
+    return (
+        f"{name} is neither a hub admin nor an institution admin by this token (it lacks "
+        f"the scope {ADMIN_SCOPE}): {what}"
+    )
+
+
 class APIHandler(HubOAuthenticated, web.RequestHandler):
     """JSON in, JSON out; the hub says who the caller is."""
 
     def initialize(self, context: ServiceContext, hub_auth: HubOAuth) -> None:
         self.context = context
         self.hub_auth = hub_auth
+        self._caller: Caller | None = None
 
     @property
     def log(self) -> logging.Logger:
@@ -101,16 +138,25 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
 
+    # -- answers -------------------------------------------------------------------
+
+    def renders_html(self) -> bool:
+        """Whether this request is answered with a page (errors too); the API's never."""
+        return False
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = self._reason
+        """The one error adapter: every handler's errors answer through here."""
         exc_info = kwargs.get("exc_info")
-        if exc_info is not None:
-            error = exc_info[1]
-            if isinstance(error, web.HTTPError) and error.log_message:
-                message = error.log_message % error.args if error.args else error.log_message
-            elif status_code >= 500:
-                message = "Internal error in the scitex service; see its log"
-        self.finish(json.dumps({"status": status_code, "message": message}))
+        message = error_message(status_code, exc_info[1] if exc_info else None, self._reason)
+        if self.renders_html():
+            self.render(
+                "error.html",
+                status_code=status_code,
+                message=message,
+                user=(getattr(self, "_hub_auth_user_cache", None) or {}).get("name"),
+            )
+        else:
+            self.finish(json.dumps({"status": status_code, "message": message}))
 
     def send(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -119,6 +165,9 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     # -- who is asking -------------------------------------------------------------
 
     def caller(self) -> Caller:
+        """Who calls and with which rights, by the token's scopes only; 403 without one."""
+        if self._caller is not None:
+            return self._caller
         model = self.current_user
         if not model:
             raise APIError(
@@ -129,26 +178,22 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         name = str(model.get("name", ""))
         if model.get("kind", "user") != "user":
             # A service's token: no admin rights here.
-            return Caller(name, "user", ())
+            self._caller = Caller(name, "user", ())
+            return self._caller
         # The token's scopes only: the hub's "admin" flag and the site file's admin lists
         # say who the person is, not what this token (perhaps her notebook server's) may do.
         rights = admin_rights(model.get("scopes", []))
         if rights is None:
-            return Caller(name, "hub-admin", None)
-        administers = tuple(key for key in self.context.institutions if key in rights)
-        if administers:
-            return Caller(name, "institution-admin", administers)
-        return Caller(name, "user", ())
+            self._caller = Caller(name, "hub-admin", None)
+        else:
+            administers = tuple(key for key in self.context.institutions if key in rights)
+            role = "institution-admin" if administers else "user"
+            self._caller = Caller(name, role, administers)
+        return self._caller
 
-    def admin(self) -> Caller:
-        caller = self.caller()
-        if caller.role == "user":
-            raise APIError(
-                403,
-                f"{caller.name} is neither a hub admin nor an institution admin by this "
-                f"token (it lacks the scope {ADMIN_SCOPE}): this endpoint is for administrators",
-            )
-        return caller
+    def not_admin(self, name: str) -> str:
+        """What :func:`requires_admin` tells a caller who is no admin."""
+        return admin_refusal(name)
 
     def visible(self, caller: Caller) -> list[str]:
         if caller.administers is None:
@@ -164,257 +209,46 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         except HubAPIError as e:
             raise APIError(502, f"Cannot look up {name}: {e}") from None
 
-    async def usage_report(self, visible: list[str]) -> list[dict[str, Any]]:
-        """Used and limit bytes per institution and per user (members without a
-        measurement included), for the API and the pages alike."""
-        latest = await self.db(db.latest_usage_of, visible)
-        members: dict[str, list[str]] = {}
-        for key in visible:
-            try:
-                members[key] = await self.context.directory.group_members(key)
-            except HubAPIError as e:
-                # The measurements still answer; users without one are then missing.
-                self.log.warning("Members of %s unknown: %s", key, e)
-                members[key] = []
-        names = {u for key in visible for u in (*latest[key], *members[key])}
-        overrides = await self.db(db.overrides_of, names)
-        report = []
-        for key in visible:
-            inst = self.context.institutions[key]
-            users = []
-            for name in sorted({*latest[key], *members[key]}):
-                row = latest[key].get(name)
-                override = overrides.get(name)
-                users.append(
-                    {
-                        "name": name,
-                        "used_bytes": row.used_bytes if row else None,
-                        "limit_bytes": db.effective_limit(
-                            override.limit_bytes if override else None, inst.storage_quota
-                        ),
-                        "override": _override_model(override),
-                        "measured_at": iso(row.measured_at) if row else None,
-                        "source": row.source if row else None,
-                        # Parts of the tree could not be read: used_bytes is a lower bound.
-                        "incomplete": bool(row.errors) if row else None,
-                    }
-                )
-            report.append(
-                {
-                    "id": key,
-                    "name": inst.name,
-                    "used_bytes": sum(u["used_bytes"] or 0 for u in users),
-                    # What each user gets unless an admin set an override.
-                    "limit_bytes": inst.storage_quota or None,
-                    "users": users,
-                }
-            )
-        return report
+
+# -- who may call a handler method ------------------------------------------------------
+
+Handler = TypeVar("Handler", bound=APIHandler)
+Args = ParamSpec("Args")
+Method = Callable[Concatenate[Handler, Args], Awaitable[None]]
 
 
-class IndexHandler(APIHandler):
-    """``GET /services/scitex/``: who you are here, and the API. Browsers sign in here."""
+def requires_admin(method: Method[Handler, Args]) -> Method[Handler, Args]:
+    """The method runs for a hub admin or an institution admin by the calling token's
+    scopes (``self.caller()`` then says which institutions); anyone else gets 403 with
+    the handler's :meth:`~APIHandler.not_admin` message."""
 
-    @web.authenticated
-    def get(self) -> None:
+    @functools.wraps(method)
+    async def checked(self: Handler, /, *args: Args.args, **kwargs: Args.kwargs) -> None:
         caller = self.caller()
-        self.send(
-            {
-                "user": caller.name,
-                "role": caller.role,
-                "institutions": self.visible(caller) if caller.role != "user" else [],
-                "api": [
-                    "api/usage",
-                    "api/institutions",
-                    "api/users/{name}/quota",
-                    "api/spawns?user={name}",
-                ],
-            }
-        )
-
-
-class InstitutionsHandler(APIHandler):
-    async def get(self) -> None:
-        caller = self.admin()
-        rows = await self.db(db.list_institutions, self.visible(caller))
-        self.send(
-            {
-                "institutions": [
-                    {
-                        "id": row.id,
-                        "name": row.name,
-                        "limit_bytes": row.storage_quota_bytes or None,
-                        "admins": list(row.admins),
-                        "slurm_account": row.slurm_account,
-                        "gitea_org": row.gitea_org,
-                        "synced_at": iso(row.synced_at),
-                    }
-                    for row in rows
-                ]
-            }
-        )
-
-
-def _override_model(row: QuotaOverride | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return {"limit_bytes": row.limit_bytes, "set_by": row.set_by, "set_at": iso(row.set_at)}
-
-
-class UsageHandler(APIHandler):
-    """``GET api/usage``: used and limit per institution and per user."""
-
-    async def get(self) -> None:
-        report = await self.usage_report(self.visible(self.admin()))
-        self.send({"institutions": report})
-
-
-class UserQuotaHandler(APIHandler):
-    """``GET/PUT/DELETE api/users/{name}/quota``: a user's override of their institution's quota."""
-
-    async def _target(self, name: str, *, reading: bool) -> tuple[Caller, str]:
-        caller = self.caller()
-        if not USERNAME_RE.match(name):
-            raise APIError(400, f"{name!r} is not a valid user name")
-        if caller.role == "user" and not (reading and name == caller.name):
-            raise APIError(
-                403,
-                f"{caller.name} is neither a hub admin nor an institution admin by this "
-                f"token (it lacks the scope {ADMIN_SCOPE}): only they can "
-                + ("read other users' quotas" if reading else "change quotas"),
-            )
-        model = await self.hub_user(name)
-        if model is None:
-            raise APIError(404, f"No user {name!r} on this hub")
-        institution = InstitutionDirectory(self.context.institutions).of_groups(
-            model.get("groups", [])
-        )
-        if institution is None:
-            raise APIError(404, f"{name} belongs to no institution served by this hub")
-        if caller.role != "user" and not caller.may_administer(institution):
-            raise APIError(
-                403,
-                f"{caller.name} administers {', '.join(caller.administers or ())}; "
-                f"{name} belongs to {institution}",
-            )
-        return caller, institution
-
-    async def _model(self, name: str, institution: str) -> dict[str, Any]:
-        override = await self.db(db.get_override, name)
-        usage = await self.db(db.latest_usage, name, institution)
-        quota = self.context.institutions[institution].storage_quota
-        return {
-            "user": name,
-            "institution": institution,
-            "limit_bytes": db.effective_limit(override.limit_bytes if override else None, quota),
-            "institution_limit_bytes": quota or None,
-            "override": _override_model(override),
-            "used_bytes": usage.used_bytes if usage else None,
-            "measured_at": iso(usage.measured_at) if usage else None,
-            "source": usage.source if usage else None,
-            "incomplete": bool(usage.errors) if usage else None,
-        }
-
-    async def get(self, name: str) -> None:
-        _, institution = await self._target(name, reading=True)
-        self.send(await self._model(name, institution))
-
-    async def put(self, name: str) -> None:
-        caller, institution = await self._target(name, reading=False)
-        limit = parse_limit_body(self.request.body)
-        await self.db(db.set_override, name, limit, set_by=caller.name, institution=institution)
-        self.log.info("Quota of %s set to %d bytes by %s", name, limit, caller.name)
-        self.send(await self._model(name, institution))
-
-    async def delete(self, name: str) -> None:
-        caller, _ = await self._target(name, reading=False)
-        if not await self.db(db.delete_override, name):
-            raise APIError(404, f"{name} has no quota override")
-        self.log.info("Quota override of %s removed by %s", name, caller.name)
-        self.set_status(204)
-        self.finish()
-
-
-def parse_limit_body(body: bytes) -> int:
-    """``{"limit_bytes": <int>}`` -> the int; 400 with the reason otherwise."""
-    usage = 'send {"limit_bytes": <whole number of bytes>} (0: no limit)'
-    try:
-        data = json.loads(body or b"")
-    except ValueError:
-        raise APIError(400, f"The body is not JSON: {usage}") from None
-    if not isinstance(data, dict) or "limit_bytes" not in data:
-        raise APIError(400, f"No limit_bytes in the body: {usage}")
-    unknown = sorted(set(data) - {"limit_bytes"})
-    if unknown:
-        raise APIError(400, f"Unknown keys {', '.join(unknown)}: {usage}")
-    value = data["limit_bytes"]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise APIError(400, f"limit_bytes must be a whole number of bytes, got {value!r}")
-    if value < 0:
-        raise APIError(400, f"limit_bytes cannot be negative, got {value}")
-    if value > MAX_BYTES:
-        raise APIError(400, f"limit_bytes is too large (at most {MAX_BYTES})")
-    return value
-
-
-def _spawn_model(row: SpawnRecord) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "hub_id": row.hub_id,
-        "user": row.user,
-        "server_name": row.server_name,
-        "institution": row.institution,
-        "profile": row.profile,
-        "resources": row.resources,
-        "image": row.image,
-        "image_digest": row.image_digest,
-        "job_id": row.job_id,
-        "node": row.node,
-        "started_at": iso(row.started_at),
-        "submitted_at": iso(row.submitted_at),
-        "ready_at": iso(row.ready_at),
-        "ended_at": iso(row.ended_at),
-        "end_reason": row.end_reason,
-    }
-
-
-class SpawnsHandler(APIHandler):
-    """``GET api/spawns?user=&limit=``: recent spawn records with their recipe, newest first."""
-
-    async def get(self) -> None:
-        caller = self.caller()
-        user = self.get_argument("user", None) or None
-        if user is not None and not USERNAME_RE.match(user):
-            raise APIError(400, f"{user!r} is not a valid user name")
-        raw_limit = self.get_argument("limit", "50")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_SPAWNS:
-            raise APIError(400, f"limit must be a whole number from 1 to {MAX_SPAWNS}")
-        institutions: Iterable[str] | None = None
         if caller.role == "user":
-            # A user may read their own records, nobody else's.
-            if user not in (None, caller.name):
-                raise APIError(403, f"{caller.name} may read their own spawn records only")
-            user = caller.name
-        elif caller.administers is not None:
-            institutions = caller.administers
-        rows = await self.db(
-            db.recent_spawns, user=user, institutions=institutions, limit=int(raw_limit)
-        )
-        self.send({"spawns": [_spawn_model(row) for row in rows]})
+            raise APIError(403, self.not_admin(caller.name))
+        await method(self, *args, **kwargs)
+
+    return checked
 
 
-class NotFoundHandler(APIHandler):
-    async def prepare(self) -> None:
-        raise APIError(404, f"No such endpoint: {self.request.path}")
+def requires_jobs_scope(method: Method[Handler, Args]) -> Method[Handler, Args]:
+    """The method runs for a user's token that may run that user's jobs (the jobs scope,
+    unfiltered or filtered to the user: a notebook server's token); 403 for any other,
+    a service's token included. ``self.caller().name`` is then the jobs' owner."""
 
+    @functools.wraps(method)
+    async def checked(self: Handler, /, *args: Args.args, **kwargs: Args.kwargs) -> None:
+        caller = self.caller()
+        model = self.current_user or {}
+        if model.get("kind", "user") != "user":
+            raise APIError(403, f"{caller.name} is not a user: jobs belong to users")
+        if not has_jobs_scope(model):
+            raise APIError(
+                403,
+                f"This token of {caller.name} may not run jobs (it lacks the scope "
+                f"{JOBS_SCOPE}); submit from your notebook server",
+            )
+        await method(self, *args, **kwargs)
 
-def api_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
-    """Routes under ``prefix`` (``/services/scitex/``)."""
-    return [
-        (prefix, IndexHandler),
-        (prefix + "api/usage", UsageHandler),
-        (prefix + "api/institutions", InstitutionsHandler),
-        (prefix + r"api/users/([^/]+)/quota", UserQuotaHandler),
-        (prefix + "api/spawns", SpawnsHandler),
-        (prefix + "api/.*", NotFoundHandler),
-    ]
+    return checked

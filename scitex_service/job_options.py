@@ -15,6 +15,7 @@ from tornado import web
 
 from scitex_hub.profiles import DurationRange, IntRange, Profile, SizeRange
 
+from .handlers import requires_jobs_scope
 from .jobs import JobsAPIHandler
 
 __all__ = ["JobOptionsHandler", "job_options", "profile_options"]
@@ -59,9 +60,9 @@ def job_options(
 class JobOptionsHandler(JobsAPIHandler):
     """``GET api/jobs/options``: the caller's institution's profiles, for job dialogs."""
 
+    @requires_jobs_scope
     async def get(self) -> None:
-        user = self.owner()
-        key, institution = await self.institution(user)
+        key, institution = await self.institution(self.caller().name)
         answer = job_options(self.jobs.profiles, institution.profiles, self.jobs.site.interpreters)
         self.send({"institution": key, **answer})
 

@@ -44,7 +44,7 @@ from scitex_hub.institutions import USERNAME_RE, Institution, InstitutionDirecto
 from scitex_hub.jobspecs.compute import JobRequestError, JobSite, build_compute_job, job_comment
 from scitex_hub.names import name_refusal
 from scitex_hub.profiles import Profile, UserOptionsError, resolve_user_options
-from scitex_hub.scopes import JOBS_SCOPE, has_jobs_scope
+from scitex_hub.scopes import JOBS_SCOPE
 from scitex_hub.script import render_batch_script
 from scitex_hub.slurm import (
     JOB_ID_RE,
@@ -58,7 +58,7 @@ from scitex_hub.slurm import (
     slurm_time_text,
 )
 
-from .handlers import APIError, APIHandler, ServiceContext
+from .handlers import APIError, APIHandler, ServiceContext, requires_jobs_scope
 from .job_paths import locate_script
 
 __all__ = [
@@ -582,20 +582,6 @@ class JobsAPIHandler(APIHandler):
         super().initialize(context, hub_auth)
         self.jobs = jobs
 
-    def owner(self) -> str:
-        """The user a request acts for: a user's token that holds the jobs scope."""
-        caller = self.caller()
-        model = self.current_user or {}
-        if model.get("kind", "user") != "user":
-            raise APIError(403, f"{caller.name} is not a user: jobs belong to users")
-        if not has_jobs_scope(model):
-            raise APIError(
-                403,
-                f"This token of {caller.name} may not run jobs (it lacks the scope "
-                f"{JOBS_SCOPE}); submit from your notebook server",
-            )
-        return caller.name
-
     async def institution(self, user: str) -> tuple[str, Institution]:
         model = await self.hub_user(user)
         key = InstitutionDirectory(self.context.institutions).of_groups(
@@ -609,13 +595,14 @@ class JobsAPIHandler(APIHandler):
 class JobsHandler(JobsAPIHandler):
     """``GET api/jobs``: the caller's jobs; ``POST api/jobs``: submit one."""
 
+    @requires_jobs_scope
     async def get(self) -> None:
-        user = self.owner()
-        jobs = await self.jobs.jobs_of(user, self.context.engine)
+        jobs = await self.jobs.jobs_of(self.caller().name, self.context.engine)
         self.send({"jobs": await self.jobs.models(jobs)})
 
+    @requires_jobs_scope
     async def post(self) -> None:
-        user = self.owner()
+        user = self.caller().name
         try:
             request = parse_job_request(self.request.body)
         except JobRequestError as e:
@@ -630,22 +617,23 @@ class JobsHandler(JobsAPIHandler):
 class JobHandler(JobsAPIHandler):
     """``GET api/jobs/{id}``: one of the caller's jobs; ``DELETE``: cancel it."""
 
+    @requires_jobs_scope
     async def get(self, job_id: str) -> None:
-        user = self.owner()
-        job = await self.jobs.find(user, job_id, self.context.engine)
+        job = await self.jobs.find(self.caller().name, job_id, self.context.engine)
         [model] = await self.jobs.models([job])
         self.send(model)
 
+    @requires_jobs_scope
     async def delete(self, job_id: str) -> None:
-        user = self.owner()
-        self.send(await self.jobs.cancel(user, job_id, self.context.engine))
+        self.send(await self.jobs.cancel(self.caller().name, job_id, self.context.engine))
 
 
 class JobLogHandler(JobsAPIHandler):
     """``GET api/jobs/{id}/log``: the end of the job's output."""
 
+    @requires_jobs_scope
     async def get(self, job_id: str) -> None:
-        user = self.owner()
+        user = self.caller().name
         job = await self.jobs.find(user, job_id, self.context.engine)
         # The project is where it was when submitted, whatever the user's institution now.
         key = job.institution or (await self.institution(user))[0]

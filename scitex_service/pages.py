@@ -5,7 +5,8 @@ admins and institution admins: institutions, usage per institution and user, the
 notebook jobs running now (state and reason from one cached ``squeue``) and recent
 spawns with their recipe. A plain user gets a 403 page. Everything an institution
 admin sees is filtered to the institutions they administer, the same way the JSON API
-filters (``APIHandler.visible``). Other clients of that URL keep the JSON index.
+filters (``APIHandler.visible``). Other clients of that URL keep the JSON index. Errors
+answer with the error page (the service's one error adapter, ``APIHandler.write_error``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from scitex_hub.db.models import SpawnRecord
 from scitex_hub.slurm import QueuedJob, SlurmClient, SlurmError
 from scitex_hub.units import format_size
 
-from .handlers import APIError, Caller, IndexHandler, ServiceContext
+from .admin_api import IndexHandler, usage_report
+from .handlers import Caller, ServiceContext, requires_admin
 
 __all__ = ["TEMPLATE_PATH", "OverviewPage", "QueueCache", "page_handlers"]
 
@@ -122,23 +124,13 @@ class OverviewPage(IndexHandler):
         else:
             super().set_default_headers()
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if not self.wants_html():
-            super().write_error(status_code, **kwargs)
-            return
-        message = self._reason
-        exc_info = kwargs.get("exc_info")
-        if exc_info is not None:
-            error = exc_info[1]
-            if isinstance(error, web.HTTPError) and error.log_message:
-                message = error.log_message % error.args if error.args else error.log_message
-            elif status_code >= 500:
-                message = "Internal error in the scitex service; see its log"
-        self.render(
-            "error.html",
-            status_code=status_code,
-            message=message,
-            user=(getattr(self, "_hub_auth_user_cache", None) or {}).get("name"),
+    def renders_html(self) -> bool:
+        return self.wants_html()
+
+    def not_admin(self, name: str) -> str:
+        return (
+            f"{name} is neither a hub admin nor an institution admin: these pages are for "
+            "administrators. Your own quota and sessions are in JupyterLab's SciTeX panel."
         )
 
     def get_template_path(self) -> str:
@@ -149,21 +141,17 @@ class OverviewPage(IndexHandler):
         if not self.wants_html():
             super().get()
             return
-        caller = self.caller()
-        if caller.role == "user":
-            raise APIError(
-                403,
-                f"{caller.name} is neither a hub admin nor an institution admin: these pages "
-                "are for administrators. Your own quota and sessions are in JupyterLab's "
-                "SciTeX panel.",
-            )
-        self.render("overview.html", **(await self.overview(caller)))
+        await self.page()
+
+    @requires_admin
+    async def page(self) -> None:
+        self.render("overview.html", **(await self.overview(self.caller())))
 
     async def overview(self, caller: Caller) -> dict[str, Any]:
         visible = self.visible(caller)
         institutions = {row.id: row for row in await self.db(db.list_institutions, visible)}
         usage = []
-        for entry in await self.usage_report(visible):
+        for entry in await usage_report(self.context, visible, self.log):
             users = [
                 {
                     "name": user["name"],

@@ -22,8 +22,9 @@ from scitex_hub.db import get_engine, upgrade, utcnow
 from scitex_hub.db import store as db
 from scitex_hub.db.engine import dispose_engine
 from scitex_hub.institutions import Institution
+from scitex_hub.scopes import admin_rights
 from scitex_service.app import make_app
-from scitex_service.handlers import ServiceContext, admin_rights
+from scitex_service.handlers import ServiceContext
 from scitex_service.hubapi import HubDirectory
 from tests.e2e.hubprocess import free_port
 from tests.hub.dbhelpers import sqlite_url
