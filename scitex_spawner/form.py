@@ -8,9 +8,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
 from scitex_hub.profiles import Profile, ResolvedResources
 from scitex_hub.units import format_duration, format_size
+
+# The spawn page of a user who matches no institution (no server can start for them).
+NO_INSTITUTION_FORM = (
+    '<div class="alert alert-danger" role="alert">'
+    "Your account belongs to no institution on this hub, so no server can start. "
+    "Ask your institution's administrator to add you.</div>"
+)
+
+
+def options_from_formdata(formdata: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Form fields arrive as lists of strings; give them the REST shape.
+
+    Numbers are converted strictly, so both routes meet the same validation.
+    """
+    options: dict[str, Any] = {}
+    for key, values in formdata.items():
+        value = values[0] if values else ""
+        # Tornado's XSRF field (a scripted form post may send it): the hub has
+        # checked it before the form reaches us; it is no resource option.
+        if value == "" or key == "_xsrf":
+            continue
+        if key in ("cpus", "gpus"):
+            options[key] = int(value) if value.isdigit() else value
+        else:
+            options[key] = value
+    return options
 
 
 def _field(profile_key: str, name: str, label: str, control: str, hint: str) -> str:

@@ -1,16 +1,20 @@
 """SciTeXSpawner: a user's notebook server as a SLURM job, tracked by the shared watcher.
 
-Thin on purpose: profiles (:mod:`.profiles`), the batch script (:mod:`.script`),
-SLURM (:mod:`.slurm`) and the port callback (:mod:`.callback`) live apart and
-are tested apart.
+Thin on purpose, in kubespawner's shape: pure builders beside the spawner, each tested
+apart. The site settings are :mod:`.spawner_settings`; the job spec is
+:func:`scitex_hub.jobspecs.notebook.notebook_job_spec` (rendered by
+:mod:`scitex_hub.script`); SLURM is :mod:`scitex_hub.slurm`; the waits of a start are
+:mod:`.waits`, the data directory :mod:`.userdir`, the options form :mod:`.form`, the
+port callback :mod:`.callback`, the quota gate and spawn records :mod:`.records`.
+
+One file over 400 lines: what is left is JupyterHub's Spawner contract (options, start,
+poll, stop, progress, state) and the order of a start, which reads best in one place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import pwd
-import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -20,23 +24,15 @@ from jupyterhub.spawner import Spawner
 from prometheus_client import Histogram
 from tornado import web
 from traitlets import (
-    Bool,
-    Dict,
-    Enum,
-    Float,
     Instance,
     Integer,
     List,
-    Type,
     Unicode,
     default,
     observe,
-    validate,
 )
 
-import scitex_safefs as safefs
 from scitex_hub.container import (
-    CONTAINER_DATA_DIR,
     Bind,
     ContainerError,
     RuntimeChoice,
@@ -46,26 +42,23 @@ from scitex_hub.institutions import (
     USERNAME_RE,
     Institution,
     InstitutionDirectory,
-    load_institutions,
 )
 from scitex_hub.jobspecs.notebook import notebook_job_spec
 from scitex_hub.profiles import (
-    Profile,
     ResolvedResources,
     UserOptionsError,
-    load_profiles,
     resolve_user_options,
 )
 from scitex_hub.script import BatchJobSpec, render_batch_script
 from scitex_hub.slurm import JobView, QueueWatcher, SlurmClient, SlurmError
 
 from .callback import batchspawner_route_open
-from .form import render_options_form
-from .records import SpawnRecorder, SpawnStore, SqlSpawnStore, end_reason
-
-# Seconds between probes of a reported port, first and at most (see _wait_listening).
-PROBE_FIRST_INTERVAL = 0.02
-PROBE_MAX_INTERVAL = 0.25
+from .failures import SpawnFailed
+from .form import NO_INSTITUTION_FORM, options_from_formdata, render_options_form
+from .records import SpawnRecorder, end_reason
+from .spawner_settings import SciTeXSpawnerSettings
+from .userdir import make_user_dir
+from .waits import JobEnded, StartWaits
 
 SPAWN_DURATION = Histogram(
     "scitex_spawn_duration_seconds",
@@ -75,17 +68,7 @@ SPAWN_DURATION = Histogram(
 )
 
 
-class SpawnFailed(web.HTTPError):
-    """A start that cannot go on; the message is shown to the user as is."""
-
-    def __init__(self, message: str, status: int = 500) -> None:
-        super().__init__(status, reason=message, log_message=message)
-        # What JupyterHub's spawn page and progress stream show ("Spawn failed: ..."):
-        # the message once, not str(HTTPError)'s "HTTP 500: message (message)".
-        self.jupyterhub_message = message
-
-
-class SciTeXSpawner(SlurmSpawner):
+class SciTeXSpawner(SciTeXSpawnerSettings, SlurmSpawner):
     """Starts each notebook server as a SLURM job on behalf of its user.
 
     Replaces batchspawner's shell-string commands, raw-template batch script and
@@ -93,37 +76,7 @@ class SciTeXSpawner(SlurmSpawner):
     validated values, and one shared :class:`~scitex_hub.slurm.QueueWatcher`.
     """
 
-    # ---- site settings -------------------------------------------------------
-
-    profiles = Dict(
-        help="""Resource profiles users choose from: ``{name: profile}``.
-
-        Each profile has ``display_name``, ``partition`` (or ``partitions``: a
-        list to choose from), ``cpus``, ``memory``, ``runtime`` and ``gpus``
-        (a value, or ``{default, min, max}`` for a range users may pick in),
-        and optionally ``image``, ``constraint`` and ``qos``. Validated when the
-        hub starts; an error names the profile and the field.""",
-    ).tag(config=True)
-
-    institutions = Dict(
-        help="""Institutions (tenants): ``{id: {name, users, ldap_groups, domains,
-        storage_quota, profiles, slurm_account, gitea_org, admins}}``.
-
-        A user's institution is their one JupyterHub group that names an
-        institution; it decides their data directory, the profiles they may use,
-        and the SLURM account of their jobs.""",
-    ).tag(config=True)
-
-    data_root = Unicode(
-        help="""Root of users' data: each user's directory is
-        ``<data_root>/<institution>/<user>``, created mode 0700 and owned by the
-        user before their first job.""",
-    ).tag(config=True)
-
-    notebook_python = Unicode(
-        help="""The Python that runs the notebook server inside the job (it must have
-        jupyterhub, jupyter_server and scitex_server_ext). Default: the hub's own.""",
-    ).tag(config=True)
+    # ---- settings: the site's are SciTeXSpawnerSettings'; this one is deprecated ----
 
     submit_prefix = List(
         Unicode(),
@@ -132,91 +85,6 @@ class SciTeXSpawner(SlurmSpawner):
         help="""Deprecated: set ``SlurmClient.run_as_prefix`` (the site file's
         ``slurm.submit_prefix`` does). A value given here is passed on to this spawner's
         SLURM client, with a warning.""",
-    ).tag(config=True)
-
-    slurm_client_class = Type(
-        SlurmClient,
-        klass=SlurmClient,
-        help="The SLURM client class (argv commands); swap it to adapt a site or in tests.",
-    ).tag(config=True)
-
-    hub_id = Unicode(
-        "scitex",
-        help="""Tag of this hub's jobs (in the job comment), so a restarted hub can tell
-        its own jobs, and several hubs can share a cluster.""",
-    ).tag(config=True)
-
-    queue_poll_interval = Float(
-        10.0,
-        help="Seconds between the shared watcher's polls (one squeue for all jobs).",
-    ).tag(config=True)
-
-    queue_wait_timeout = Integer(
-        24 * 3600,
-        help="""Seconds a job may wait in the queue before the spawn gives up and cancels
-        it. Waiting in the queue is not a failure: this is set apart from
-        ``startup_timeout``.""",
-    ).tag(config=True)
-
-    startup_timeout = Integer(
-        300,
-        help="Seconds from the job running to the notebook server reporting its port.",
-    ).tag(config=True)
-
-    stop_timeout = Float(
-        30.0, help="Seconds stop() waits for SLURM to confirm the job has ended."
-    ).tag(config=True)
-
-    container_runtime = Enum(
-        ["auto", "apptainer", "singularity", "none"],
-        default_value="none",
-        help="""How notebook servers are contained: ``apptainer`` or ``singularity`` (same
-        command line), ``none`` (directly in the job), or ``auto``: Apptainer when the
-        hub finds it and the image, else none (announced in the log and on the spawn
-        page; meant for the demo).""",
-    ).tag(config=True)
-
-    container_executable = Unicode(
-        "",
-        help="Path of the apptainer/singularity command on the compute nodes. Empty: its name.",
-    ).tag(config=True)
-
-    container_image = Unicode(
-        "",
-        help="""The notebook image (a SIF file or a sandbox directory) for profiles that do not
-        name their own ``image``.""",
-    ).tag(config=True)
-
-    container_binds = List(
-        Unicode(),
-        help="""Extra binds for every notebook container, as ``/src[:/dst[:ro|rw]]``
-        (read-only unless ``rw``). ``/data`` is reserved for the user's data.""",
-    ).tag(config=True)
-
-    container_unsquash = Bool(
-        False,
-        help="""Pass ``--unsquash`` for SIF images: needed where users cannot mount a SIF
-        (no usable /dev/fuse, no setuid); each start then unpacks the image.""",
-    ).tag(config=True)
-
-    log_subdir = Unicode(
-        ".scitex/logs",
-        help="Directory (relative to the user's data directory) for the jobs' output files.",
-    ).tag(config=True)
-
-    scitex_service_url = Unicode(
-        "",
-        help="""The scitex hub service's URL as notebook servers reach it (e.g.
-        ``https://hub.example.edu/services/scitex/``), given to each server as
-        ``SCITEX_SERVICE_URL``: its compute-jobs API. Empty: servers offer no jobs.""",
-    ).tag(config=True)
-
-    spawn_store_class = Type(
-        SqlSpawnStore,
-        klass=SpawnStore,
-        help="""Where quota overrides and measured usage are read at start, and each spawn
-        is recorded: ``SqlSpawnStore`` (our tables in the hub's database; see records.py)
-        or ``SpawnStore`` (none: the institution's quota, nothing recorded).""",
     ).tag(config=True)
 
     # ---- state ---------------------------------------------------------------
@@ -252,10 +120,6 @@ class SciTeXSpawner(SlurmSpawner):
             parent=self,
         )
 
-    @default("notebook_python")
-    def _default_notebook_python(self) -> str:
-        return sys.executable
-
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
         # JupyterHub's one limit covers the whole start; ours are enforced inside.
@@ -286,38 +150,6 @@ class SciTeXSpawner(SlurmSpawner):
             "SciTeXSpawner.submit_prefix is deprecated: set SlurmClient.run_as_prefix instead"
         )
         self.slurm.run_as_prefix = list(change.new)
-
-    @validate("profiles")
-    def _validate_profiles(self, proposal: Any) -> dict[str, Profile]:
-        try:
-            return load_profiles(proposal["value"])
-        except ValueError as e:
-            raise ValueError(f"SciTeXSpawner.profiles: {e}") from None
-
-    @validate("institutions")
-    def _validate_institutions(self, proposal: Any) -> dict[str, Institution]:
-        try:
-            return load_institutions(proposal["value"])
-        except ValueError as e:
-            raise ValueError(f"SciTeXSpawner.institutions: {e}") from None
-
-    @validate("container_binds")
-    def _validate_binds(self, proposal: Any) -> list[str]:
-        for bind in proposal["value"]:
-            try:
-                Bind.parse(bind)
-            except ValueError as e:
-                raise ValueError(f"SciTeXSpawner.container_binds: {e}") from None
-        return list(proposal["value"])
-
-    @validate("data_root")
-    def _validate_data_root(self, proposal: Any) -> str:
-        value = str(proposal["value"])
-        if not os.path.isabs(value) or any(c.isspace() for c in value):
-            raise ValueError(
-                f"SciTeXSpawner.data_root must be an absolute path without spaces: {value!r}"
-            )
-        return value.rstrip("/") or "/"
 
     # ---- identity ------------------------------------------------------------
 
@@ -369,11 +201,7 @@ class SciTeXSpawner(SlurmSpawner):
     def render_options_form(self) -> str:
         key = self.institution_id()
         if key is None:
-            return (
-                '<div class="alert alert-danger" role="alert">'
-                "Your account belongs to no institution on this hub, so no server can start. "
-                "Ask your institution's administrator to add you.</div>"
-            )
+            return NO_INSTITUTION_FORM
         institution = self.institutions[key]
         notices = []
         if self.exit_reason:
@@ -413,22 +241,7 @@ class SciTeXSpawner(SlurmSpawner):
             return None
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        """Form fields arrive as lists of strings; give them the REST shape.
-
-        Numbers are converted strictly, so both routes meet the same validation.
-        """
-        options: dict[str, Any] = {}
-        for key, values in formdata.items():
-            value = values[0] if values else ""
-            # Tornado's XSRF field (a scripted form post may send it): the hub has
-            # checked it before the form reaches us; it is no resource option.
-            if value == "" or key == "_xsrf":
-                continue
-            if key in ("cpus", "gpus"):
-                options[key] = int(value) if value.isdigit() else value
-            else:
-                options[key] = value
-        return options
+        return options_from_formdata(formdata)
 
     def resolve_resources(self, options: dict[str, Any] | None) -> ResolvedResources:
         """Validate what the user asked for; HTTP 400 naming the field if it is wrong."""
@@ -519,7 +332,7 @@ class SciTeXSpawner(SlurmSpawner):
 
     async def ensure_data_dir(self, institution_id: str) -> str:
         path = self.user_data_dir(institution_id)
-        await asyncio.to_thread(_make_user_dir, path, self.user.name, self.log_subdir)
+        await asyncio.to_thread(make_user_dir, path, self.user.name, self.log_subdir)
         return path
 
     # ---- start / stop / poll -------------------------------------------------------
@@ -578,7 +391,7 @@ class SciTeXSpawner(SlurmSpawner):
         )
         image = (resources.image or self.container_image) if runtime.runtime != "none" else None
         self.spawn_records.begun(institution_id, resources, image)
-        self._port_future = asyncio.get_running_loop().create_future()
+        self._port_future = port_future = asyncio.get_running_loop().create_future()
         try:
             self.job_id = await self.slurm.submit(script, prefix=prefix, env=env)
         except SlurmError as e:
@@ -591,20 +404,21 @@ class SciTeXSpawner(SlurmSpawner):
         # (JupyterHub itself saves a spawner's state only when start() returns).
         self._save_state()
 
+        waits = StartWaits(self.watcher, self.job_id, self._event)
         try:
-            node = await self._wait_until_running()
+            node = await waits.until_running(self.queue_wait_timeout, self.queue_poll_interval)
             self.job_node = node
             self.spawn_records.running(node)
             address = self.watcher.node_address(node)
             self._event(f"Job {self.job_id} running on node {node}; server starting", 60)
-            port = await self._wait_for_port()
+            port = await waits.for_port(port_future, self.startup_timeout, self.log_subdir)
             self.job_port = port
             self._save_state()
             self._event(f"Server on {node} reported port {port}; waiting for it to listen", 75)
-            await self._wait_listening(
-                address, port, deadline=time.monotonic() + self.startup_timeout
-            )
+            await waits.until_listening(address, port, self.startup_timeout)
         except BaseException as e:
+            if isinstance(e, JobEnded):
+                self.exit_reason = e.exit_reason
             self.spawn_records.ended(end_reason(e))
             await self._cancel_quietly()
             raise
@@ -612,100 +426,6 @@ class SciTeXSpawner(SlurmSpawner):
         self._event(f"Server listening on {node}:{port}; connecting", 90)
         SPAWN_DURATION.labels(profile=resources.profile).observe(time.monotonic() - started)
         return f"http://{address}:{port}"
-
-    async def _wait_until_running(self) -> str:
-        deadline = time.monotonic() + self.queue_wait_timeout
-        last_reason = None
-        with self.watcher.hurry():
-            while True:
-                view = self.watcher.view(self.job_id)
-                if view.status == "queued" and view.queued is not None:
-                    job = view.queued
-                    if job.running and job.node:
-                        return job.node
-                    if job.pending and job.reason != last_reason:
-                        last_reason = job.reason
-                        when = (
-                            f", expected start {job.start_time}"
-                            if job.start_time not in ("", "N/A")
-                            else ""
-                        )
-                        why = "" if job.reason in ("", "None") else f": {job.reason}"
-                        self._event(f"Job {self.job_id} waiting in the queue{why}{when}", 30)
-                elif view.status == "finished" and view.finished is not None:
-                    self.exit_reason = view.finished.describe()
-                    raise SpawnFailed(
-                        f"Job {self.job_id} ended before the server started: {self.exit_reason}"
-                    )
-                if time.monotonic() > deadline:
-                    raise SpawnFailed(
-                        f"Job {self.job_id} waited {self.queue_wait_timeout} s in the queue "
-                        f"({last_reason or 'no reason given'}); it was cancelled"
-                    )
-                await self.watcher.next_cycle(timeout=max(1.0, self.queue_poll_interval))
-
-    async def _wait_for_port(self) -> int:
-        """The port the server reports, while watching its job: a job that ends
-        first fails the start at once, not after the whole start-up limit."""
-        future = self._port_future
-        if future is None:
-            raise RuntimeError("start() creates the port future before waiting on it")
-        log_hint = (
-            f"see the job log in your data directory ({self.log_subdir}/notebook-{self.job_id}.log)"
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        with self.watcher.hurry():
-            while True:
-                try:
-                    return await asyncio.wait_for(
-                        asyncio.shield(future),
-                        timeout=max(1.0, self.watcher.fast_interval * 2),
-                    )
-                except asyncio.TimeoutError:
-                    pass
-                view = self.watcher.view(self.job_id)
-                if view.status == "finished" and view.finished is not None:
-                    self.exit_reason = view.finished.describe()
-                    raise SpawnFailed(
-                        f"Job {self.job_id} ended before its server started: "
-                        f"{self.exit_reason}; {log_hint}"
-                    )
-                if time.monotonic() > deadline:
-                    raise SpawnFailed(
-                        f"The notebook server in job {self.job_id} did not start within "
-                        f"{self.startup_timeout} s; {log_hint}"
-                    )
-
-    async def _wait_listening(self, address: str, port: int, deadline: float) -> None:
-        """Probe the port until it accepts connections.
-
-        The server listens before it reports its port (scitex_server_ext.server_app), so
-        the first probe normally succeeds; the probe stays for servers that report
-        otherwise, and for a node the hub cannot reach, which it then reports in the
-        user's words. A refused connect costs microseconds: probe every 20 ms at first,
-        backing off to 0.25 s.
-        """
-        pause = PROBE_FIRST_INTERVAL
-        while True:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 2)
-            except (OSError, asyncio.TimeoutError):
-                if time.monotonic() > deadline:
-                    raise SpawnFailed(
-                        f"The notebook server in job {self.job_id} reported port {port} but "
-                        f"did not listen within {self.startup_timeout} s"
-                    ) from None
-                view = self.watcher.view(self.job_id)
-                if view.status == "finished" and view.finished is not None:
-                    self.exit_reason = view.finished.describe()
-                    raise SpawnFailed(
-                        f"Job {self.job_id} ended while the server started: {self.exit_reason}"
-                    ) from None
-                await asyncio.sleep(pause)
-                pause = min(pause * 1.25, PROBE_MAX_INTERVAL)
-                continue
-            writer.close()
-            return
 
     def _save_state(self) -> None:
         orm_spawner = getattr(self, "orm_spawner", None)
@@ -825,27 +545,3 @@ class SciTeXSpawner(SlurmSpawner):
         self.job_id = ""
         self.job_node = ""
         self.job_port = 0
-
-
-def _make_user_dir(path: str, username: str, log_subdir: str) -> None:
-    """``<data_root>/<institution>/<user>`` and its log directory: mode 0700, the user's,
-    made symlink-safe (scitex_safefs). A hub not running as root cannot give them away."""
-    if os.geteuid() != 0:
-        if not os.path.isdir(path):
-            raise SpawnFailed(
-                f"Your data directory {path} does not exist and the hub cannot create it; "
-                "ask your administrator."
-            )
-        return
-    try:
-        account = pwd.getpwnam(username)
-    except KeyError:
-        raise SpawnFailed(
-            f"There is no Unix account named {username} on the hub's machine, and your "
-            "server runs as that account; ask your administrator.",
-            403,
-        ) from None
-    try:
-        safefs.make_user_tree(path, log_subdir, account.pw_uid, account.pw_gid)
-    except safefs.UnsafePath as e:
-        raise SpawnFailed(e.advice(path, CONTAINER_DATA_DIR)) from None

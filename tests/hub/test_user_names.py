@@ -289,7 +289,7 @@ async def test_a_refused_name_gets_nothing_made_at_start(tmp_path: Any) -> None:
 
 
 def test_a_name_without_a_unix_account_gets_a_clear_message(tmp_path: Any) -> None:
-    from scitex_spawner.spawner import _make_user_dir
+    from scitex_spawner.userdir import make_user_dir as _make_user_dir
 
     if os.geteuid() != 0:
         pytest.fail("creating users' data directories needs root (the tests run as root)")
