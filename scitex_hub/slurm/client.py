@@ -1,7 +1,8 @@
-"""An async SLURM client (argv only) and the one queue watcher a hub shares.
+"""An async SLURM client (argv only), the job records it reads, and the one run-as-user
+prefix (:meth:`SlurmClient.as_user`) of the spawner, the queue watcher and the service.
 
 Stock batchspawner runs ``squeue`` once per server per poll and takes any error
-as the job's death. Here one :class:`QueueWatcher` per hub runs a single
+as the job's death. Here one :class:`~.watcher.QueueWatcher` per hub runs a single
 ``squeue`` per interval for all tracked jobs; a job is *gone* only when SLURM
 says so (no queue entry, and ``squeue --states=all`` gives a final state or no
 longer knows the id). Any error or timeout leaves the job *unknown*: kept.
