@@ -6,9 +6,9 @@ is tested against a fresh ``traitlets.config.Config``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +31,8 @@ from scitex_spawner.gitea_provision import (
     with_gitea_provisioning,
 )
 
-from .settings import DEFAULT_CONFIG, Settings, SettingsError
+from .service_config import SERVICE_CONFIG_ENV, service_config
+from .settings import Settings, SettingsError
 
 
 def apply_hub(c: Any, settings: Settings) -> None:
@@ -274,7 +275,6 @@ SERVICE_ROLE = "scitex-service"
 HUB_ADMIN_ROLE = "scitex-hub-admin"
 # What the service asks the hub's API: who a user is and which institution (group).
 SERVICE_SCOPES = ("list:users", "read:users", "list:groups", "read:groups")
-_SITE_VARIABLE_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
 # libpq's connection settings: JupyterHub starts managed services with a bare
 # environment, so without these the service cannot reach a database whose password
 # lives in a pgpass file (or whose TLS settings come from the environment).
@@ -289,21 +289,6 @@ LIBPQ_VARIABLES = (
     "PGSSLKEY",
     "PGSSLCRL",
 )
-
-
-def _site_file_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The site file's path, and the variables its ``${NAME}`` placeholders read.
-
-    The service loads the same file; with the same values it gets the same settings.
-    """
-    path = environ.get("SCITEX_CONFIG") or str(DEFAULT_CONFIG)
-    env = {"SCITEX_CONFIG": path}
-    try:
-        names = set(_SITE_VARIABLE_RE.findall(Path(path).read_text()))
-    except OSError:
-        names = set()
-    env.update({name: environ[name] for name in sorted(names) if name in environ})
-    return env
 
 
 def service_public_url(settings: Settings) -> str:
@@ -325,14 +310,15 @@ def service_public_url(settings: Settings) -> str:
 def apply_services(c: Any, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
     """The scitex hub service (``/services/scitex/``), run by the hub, and who may use it.
 
-    ``environ`` (default: this process's) gives the service the site file's path and the
-    variables it uses. The service's token and URL come from the hub, the database URL
-    through the environment (never argv: it may hold a password).
+    The service reads no site file: its configuration (:func:`service_config`) travels as
+    JSON in its environment, with the database URL and ``environ``'s (default: this
+    process's) libpq variables; never on its command line (it may name secrets). Its token
+    and URL come from the hub.
     """
     environ = os.environ if environ is None else environ
-    environment = _site_file_environment(environ)
-    environment.update({name: environ[name] for name in LIBPQ_VARIABLES if name in environ})
+    environment = {name: environ[name] for name in LIBPQ_VARIABLES if name in environ}
     environment["SCITEX_DB_URL"] = settings.hub.db_url
+    environment[SERVICE_CONFIG_ENV] = json.dumps(service_config(settings), separators=(",", ":"))
     services = [
         s
         for s in (list(c.JupyterHub.services) if "services" in c.JupyterHub else [])

@@ -1,15 +1,19 @@
 """``python -m scitex_service``: the scitex hub service, run by the hub.
 
 Registered by ``jupyterhub_config.apply.apply_services``: the hub starts it with its own
-Python, a token (``JUPYTERHUB_API_TOKEN``), its URL and prefix, the site file
-(``SCITEX_CONFIG``) and the database URL (``SCITEX_DB_URL``), and proxies
-``/services/scitex/`` to it. At start it upgrades our tables, syncs the institutions of
-the site file into ``scitex_institutions``, starts the usage scanner and listens.
+Python, a token (``JUPYTERHUB_API_TOKEN``), its URL and prefix, the service's traitlets
+configuration as JSON (``SCITEX_SERVICE_CONFIG``: institutions, profiles, compute jobs,
+SLURM, the usage scanner) and the database URL (``SCITEX_DB_URL``), and proxies
+``/services/scitex/`` to it. The service reads no site file. At start it upgrades our
+tables, syncs the institutions into ``scitex_institutions``, starts the usage scanner and
+listens. A site that runs it by hand gives the configuration with ``--config=FILE``
+(JSON or Python, traitlets' format).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -21,22 +25,29 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Integer, Type, Unicode, default
-from traitlets.config import Application
+from traitlets import Bool, Dict, TraitError, Type, Unicode, default, validate
+from traitlets.config import Application, Config
+from traitlets.config.loader import ConfigError, JSONFileConfigLoader, PyFileConfigLoader
 
-from jupyterhub_config.settings import Settings, SettingsError, load_settings
 from scitex_hub.db import get_engine, upgrade
 from scitex_hub.db import store as db
+from scitex_hub.institutions import Institution, load_institutions
 from scitex_hub.slurm import SlurmClient
 
 from .admin_api import api_handlers
+from .configvalues import load_entries
 from .handlers import ServiceContext
 from .hubapi import HubDirectory
-from .jobs import ComputeJobs, jobs_handlers, make_compute_jobs
+from .jobs import ComputeJobs, jobs_handlers
 from .pages import page_handlers
 from .scanner import UsageScanner
 
-__all__ = ["SciTeXService", "main", "make_app"]
+__all__ = ["CONFIG_ENV", "SciTeXService", "main", "make_app"]
+
+# The service's traitlets configuration as JSON, set by apply_services in the environment
+# the hub starts it with (never argv: it names secrets' paths).
+CONFIG_ENV = "SCITEX_SERVICE_CONFIG"
+DEFAULT_SERVICE_URL = "http://127.0.0.1:8090"
 
 
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
@@ -80,36 +91,45 @@ def make_app(
 
 
 class SciTeXService(Application):
-    """The scitex hub service: admin API for quotas and spawn records, usage scanner."""
+    """The scitex hub service: admin API for quotas and spawn records, usage scanner,
+    compute jobs."""
 
     name = "scitex-service"
     description = __doc__
+    aliases = {"config": "SciTeXService.config_file", "log-level": "Application.log_level"}
+    raise_config_file_errors = True
 
-    site_config = Unicode(
-        help="The site file (scitex.yaml). Default: ``$SCITEX_CONFIG``, else the packaged demo.",
+    config_file = Unicode(
+        help="""A traitlets configuration file (``.json``, else Python) loaded at start, over
+        ``$SCITEX_SERVICE_CONFIG`` (the command line still wins): for a site that runs
+        the service itself rather than as the hub's managed service.""",
+    ).tag(config=True)
+
+    institutions = Dict(
+        help="""The site's institutions, ``{id: institution}`` as the site file writes them
+        (or as ``Institution.model_dump``): synced into ``scitex_institutions`` at start;
+        what the admin API and pages show, and whose users' usage is measured.""",
+    ).tag(config=True)
+
+    data_root = Unicode(
+        help="""Where users' data directories are, ``<data_root>/<institution>/<user>``,
+        measured by the usage scanner (the site file's ``data_root``).""",
     ).tag(config=True)
 
     db_url = Unicode(
         help="""SQLAlchemy URL of the hub's database, where our tables live. Default:
-        ``$SCITEX_DB_URL`` (set by the hub), else the site file's ``hub.db_url``.""",
+        ``$SCITEX_DB_URL`` (set by the hub; never on a command line: it may hold a
+        password).""",
     ).tag(config=True)
 
     service_url = Unicode(
-        help="""Where to listen, ``http://HOST:PORT``. Default: ``$JUPYTERHUB_SERVICE_URL``
-        (set by the hub from the site file's ``service.url``).""",
+        help="""Where to listen, ``http://HOST:PORT`` (the site file's ``service.url``).
+        Default: ``$JUPYTERHUB_SERVICE_URL`` (set by the hub), else
+        ``http://127.0.0.1:8090``.""",
     ).tag(config=True)
 
     service_prefix = Unicode(
         help="URL prefix of the service. Default: ``$JUPYTERHUB_SERVICE_PREFIX``.",
-    ).tag(config=True)
-
-    scan_interval = Float(
-        help="""Seconds between passes of the usage scanner. Default: the site file's
-        ``service.usage_scan_interval``.""",
-    ).tag(config=True)
-
-    retention_days = Integer(
-        help="Days usage measurements are kept. Default: ``service.usage_retention_days``.",
     ).tag(config=True)
 
     scan_usage = Bool(
@@ -137,6 +157,53 @@ class SciTeXService(Application):
     def _default_log_datefmt(self) -> str:
         return "%Y-%m-%d %H:%M:%S"
 
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return os.environ.get("SCITEX_DB_URL", "")
+
+    @default("service_url")
+    def _default_service_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_URL") or DEFAULT_SERVICE_URL
+
+    @default("service_prefix")
+    def _default_service_prefix(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/services/scitex/"
+
+    @validate("institutions")
+    def _validate_institutions(self, proposal: Any) -> dict[str, Institution]:
+        return load_entries("SciTeXService.institutions", proposal["value"], load_institutions)
+
+    @validate("data_root")
+    def _validate_data_root(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if not os.path.isabs(value):
+            raise ValueError(f"SciTeXService.data_root must be an absolute path, got {value!r}")
+        return value
+
+    # -- configuration -------------------------------------------------------------
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        """The command line, then ``$SCITEX_SERVICE_CONFIG``, then ``--config=FILE``;
+        the command line's own settings win. Raises on an invalid value (naming it)."""
+        self.parse_command_line(argv)
+        text = os.environ.get(CONFIG_ENV)
+        if text:
+            try:
+                data = json.loads(text)
+            except ValueError as e:
+                raise ConfigError(f"${CONFIG_ENV} is not JSON: {e}") from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"${CONFIG_ENV} must hold a JSON object of config sections")
+            self.update_config(Config(data))
+        if self.config_file:
+            self.update_config(self.read_config_file(self.config_file))
+        self.update_config(self.cli_config)
+
+    def read_config_file(self, path: str) -> Config:
+        directory, name = os.path.split(os.path.abspath(path))
+        loader = JSONFileConfigLoader if name.endswith(".json") else PyFileConfigLoader
+        return loader(name, path=directory, log=self.log).load_config()
+
     def init_logging(self) -> None:
         # tornado's request and error logs go where the service's own log goes.
         for name in ("tornado.access", "tornado.application", "tornado.general"):
@@ -145,84 +212,50 @@ class SciTeXService(Application):
             logger.parent = self.log
             logger.setLevel(self.log.level)
 
-    @default("site_config")
-    def _default_site_config(self) -> str:
-        return os.environ.get("SCITEX_CONFIG", "")
+    def init_parts(self) -> None:
+        """Everything the configuration makes, checked before anything runs; blocking.
+        Raises on an invalid value (naming it)."""
+        if not self.db_url:
+            raise ValueError(
+                "SciTeXService.db_url is not set (the hub passes $SCITEX_DB_URL to its service)"
+            )
+        if not self.data_root:
+            raise ValueError("SciTeXService.data_root is not set")
+        # One SLURM client: the overview page's squeue (one per few seconds, however many
+        # page views) and compute jobs, submitted as the user (docs/jobs.md).
+        self.slurm = SlurmClient(parent=self)
+        self.jobs = ComputeJobs(parent=self, slurm=self.slurm)
+        runtime = self.jobs.resolve_runtime()
+        self.log.info("compute jobs: container runtime %s %s", runtime.runtime, runtime.executable)
+        self.scanner: UsageScanner | None = None
+        if self.scan_usage:
+            self.scanner = UsageScanner(
+                get_engine(self.db_url), self.data_root, list(self.institutions), parent=self
+            )
 
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.site_config or None)
-        return self._settings
-
-    _settings: Settings | None = None
-
-    @default("db_url")
-    def _default_db_url(self) -> str:
-        return os.environ.get("SCITEX_DB_URL") or self.settings.hub.db_url
-
-    @default("service_url")
-    def _default_service_url(self) -> str:
-        return os.environ.get("JUPYTERHUB_SERVICE_URL") or self.settings.service_listen_url()
-
-    @default("service_prefix")
-    def _default_service_prefix(self) -> str:
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/services/scitex/"
-
-    @default("scan_interval")
-    def _default_scan_interval(self) -> float:
-        return self.settings.service.usage_scan_interval
-
-    @default("retention_days")
-    def _default_retention_days(self) -> int:
-        return self.settings.service.usage_retention_days
-
-    def prepare(self) -> tuple[ServiceContext, UsageScanner | None]:
+    def prepare(self) -> ServiceContext:
         """Upgrade our tables, sync the institutions; blocking (before the loop serves)."""
-        settings = self.settings
         revision = upgrade(self.db_url)
         self.log.info("scitex tables at revision %s", revision)
         engine = get_engine(self.db_url)
-        db.sync_institutions(engine, settings.institutions)
-        context = ServiceContext(
-            institutions=dict(settings.institutions),
+        db.sync_institutions(engine, self.institutions)
+        return ServiceContext(
+            institutions=dict(self.institutions),
             engine=engine,
             directory=self.hub_directory_class(parent=self),
         )
-        scanner = None
-        if self.scan_usage:
-            scanner = UsageScanner(
-                engine,
-                settings.data_root,
-                list(settings.institutions),
-                parent=self,
-                interval=self.scan_interval,
-                retention_days=self.retention_days,
-            )
-        return context, scanner
 
     async def serve(self) -> None:
-        context, scanner = self.prepare()
+        context = self.prepare()
         prefix = self.service_prefix.rstrip("/") + "/"
         hub_auth = HubOAuth(parent=self, cache_max_age=60)
-        # The overview page's squeue (one per few seconds, however many page views).
-        slurm = SlurmClient(
-            parent=self,
-            slurm_conf=self.settings.slurm.conf or "",
-            bin_dir=self.settings.slurm.bin_dir or "",
-        )
-        # Compute jobs from JupyterLab (docs/jobs.md): submitted as the user.
-        jobs = make_compute_jobs(self.settings, self.settings.profiles, parent=self)
-        self.log.info(
-            "compute jobs: container runtime %s %s", jobs.site.runtime, jobs.site.executable
-        )
-        app = make_app(context, hub_auth, prefix, log=self.log, slurm=slurm, jobs=jobs)
+        app = make_app(context, hub_auth, prefix, log=self.log, slurm=self.slurm, jobs=self.jobs)
         url = urlparse(self.service_url)
         server = HTTPServer(app, xheaders=True)
         server.listen(url.port or 80, url.hostname or "127.0.0.1")
         self.log.info("scitex service listening on %s%s", self.service_url, prefix)
-        if scanner is not None:
-            scanner.start()
+        if self.scanner is not None:
+            self.scanner.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -230,8 +263,8 @@ class SciTeXService(Application):
         await stop.wait()
         self.log.info("scitex service stopping")
         server.stop()
-        if scanner is not None:
-            await asyncio.to_thread(scanner.stop)
+        if self.scanner is not None:
+            await asyncio.to_thread(self.scanner.stop)
 
     def start(self) -> None:
         asyncio.run(self.serve())
@@ -239,10 +272,10 @@ class SciTeXService(Application):
 
 def main(argv: list[str] | None = None) -> None:
     app = SciTeXService()
-    app.initialize(argv)
-    app.init_logging()
     try:
-        app.settings  # noqa: B018 - load and validate the site file before anything else
-    except SettingsError as e:
-        sys.exit(f"scitex service: invalid site configuration:\n{e}")
+        app.initialize(argv)
+        app.init_logging()
+        app.init_parts()
+    except (ConfigError, TraitError, ValueError) as e:
+        sys.exit(f"scitex service: invalid configuration:\n{e}")
     app.start()

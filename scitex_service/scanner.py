@@ -58,14 +58,14 @@ class UsageScanner(LoggingConfigurable):
     interval = Float(
         600.0,
         help="""Seconds from the start of one pass over all users to the start of the next
-        (a pass that takes longer is followed by the next at once). Default: the site
-        file's ``service.usage_scan_interval``.""",
+        (a pass that takes longer is followed by the next at once). The site file's
+        ``service.usage_scan_interval`` (written here by ``apply_services``).""",
     ).tag(config=True)
 
     retention_days = Integer(
         90,
-        help="""Days measurements are kept (each user's newest is always kept). Default:
-        the site file's ``service.usage_retention_days``.""",
+        help="""Days measurements are kept (each user's newest is always kept). The site
+        file's ``service.usage_retention_days`` (written here by ``apply_services``).""",
     ).tag(config=True)
 
     threads = Integer(

@@ -28,10 +28,11 @@ from scitex_hub.db import store as db
 from scitex_hub.db.engine import dispose_engine
 from scitex_hub.slurm import USER_QUEUE_FIELDS, SlurmClient, SqueueFraming
 from scitex_service.handlers import APIError
-from scitex_service.jobs import make_compute_jobs
+from scitex_service.jobs import ComputeJobs
 from tests.e2e.conftest import signed_in
 from tests.e2e.hubprocess import Hub, HubUser, new_hub
 from tests.e2e.test_apptainer import APPTAINER, TEST_IMAGE, container_settings
+from tests.hub.servicehelpers import shipped_service_config
 from tests.services import require_executable, slurm_env
 
 pytestmark = pytest.mark.e2e
@@ -218,8 +219,9 @@ def test_a_failed_job_is_listed_with_its_log_after_slurm_forgets_it(
         assert (row.final_state, row.exit_code, row.reason) == ("FAILED", "3:0", "NonZeroExitCode")
 
         # (1) The service's code, with SLURM that has forgotten the job.
-        settings = parse_settings(hub.settings)
-        jobs = make_compute_jobs(settings, settings.profiles, slurm=ForgetfulSlurm())
+        # The service's configuration as the hub hands it over (apply_services).
+        config = shipped_service_config(parse_settings(hub.settings))
+        jobs = ComputeJobs(config=config, slurm=ForgetfulSlurm(config=config))
         assert isinstance(jobs.slurm, ForgetfulSlurm)
         jobs.slurm.forgotten = frozenset({job_id})
 

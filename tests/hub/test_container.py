@@ -156,10 +156,18 @@ def test_the_demo_compute_job_runs_the_absolute_command() -> None:
     from jupyterhub_config.settings import load_settings
     from scitex_hub.jobspecs.compute import build_compute_job
     from scitex_hub.profiles import resolve_user_options
-    from scitex_service.jobs import job_site_from
+    from scitex_service.jobs import ComputeJobs
+    from tests.hub.servicehelpers import shipped_service_config
 
     settings = load_settings(str(REPO / "jupyterhub_config" / "scitex.yaml"))
-    site = job_site_from(settings, RuntimeChoice("apptainer", "/opt/scitex/bin/apptainer"))
+    # The service's configuration as the hub hands it over, with the runtime resolved to
+    # an Apptainer installed at /opt/scitex/bin.
+    jobs = ComputeJobs(
+        config=shipped_service_config(settings),
+        runtime="apptainer",
+        executable="/opt/scitex/bin/apptainer",
+    )
+    site = jobs.site
     resources = resolve_user_options({}, settings.profiles, ["small"])
     spec = build_compute_job(
         site, user="alice", institution="demo-u", project="p", script="run.py", resources=resources

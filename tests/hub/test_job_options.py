@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from scitex_hub.jobspecs.compute import JobSite
 from scitex_hub.profiles import load_profiles
 from scitex_service.app import make_app
 from scitex_service.handlers import ServiceContext
-from scitex_service.job_options import job_options
 from scitex_service.jobs import ComputeJobs
+from scitex_service.jobs.options import job_options
 from tests.e2e.hubprocess import free_port
 from tests.hub.test_jobs_api import FakeSlurm, JobsHubAuth, engine  # noqa: F401 (fixture)
 from tests.hub.test_service_api import ACCESS, INSTITUTIONS, TableDirectory, call
@@ -62,12 +61,11 @@ async def base_url(engine: Engine, tmp_path: Path) -> AsyncIterator[str]:  # noq
     institutions["other-u"] = institutions["other-u"].model_copy(
         update={"profiles": ("other-small",)}
     )
-    slurm = FakeSlurm()
+    slurm = FakeSlurm(run_as_prefix=[])
     jobs = ComputeJobs(
-        site=JobSite(hub_id="t", data_root=str(tmp_path / "data")),
-        institutions=institutions,
+        hub_id="t",
+        data_root=str(tmp_path / "data"),
         profiles=PROFILES,
-        submit_prefix=[],
         slurm=slurm,
     )
     hub_auth = JobsHubAuth(

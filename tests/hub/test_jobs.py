@@ -35,6 +35,7 @@ from scitex_service.jobs import (
     job_model,
     parse_job_request,
 )
+from tests.hub.servicehelpers import shipped_service_config
 
 RESOURCES = ResolvedResources(
     profile="small",
@@ -187,7 +188,7 @@ def site(tmp_path: Path) -> JobSite:
 
 
 def jobs_for(site: JobSite, **kwargs: Any) -> ComputeJobs:
-    return ComputeJobs(site=site, institutions={}, profiles={}, **kwargs)
+    return ComputeJobs(hub_id=site.hub_id, data_root=site.data_root, **kwargs)
 
 
 def test_scripts_inside_the_project_are_found(site: JobSite) -> None:
@@ -398,23 +399,19 @@ def test_apply_all_keeps_a_user_role_already_declared() -> None:
 
 
 def test_the_site_files_history_limit_reaches_the_service() -> None:
-    from scitex_service.jobs import make_compute_jobs
-
     settings = parse_settings({**SITE, "container": {"runtime": "none"}})
-    assert make_compute_jobs(settings, settings.profiles).history_limit == 50
+    assert ComputeJobs(config=shipped_service_config(settings)).history_limit == 50
     settings = parse_settings(
         {**SITE, "container": {"runtime": "none"}, "jobs": {"history_limit": 7}}
     )
-    assert make_compute_jobs(settings, settings.profiles).history_limit == 7
+    assert ComputeJobs(config=shipped_service_config(settings)).history_limit == 7
 
 
 def test_no_compute_job_runs_as_a_refused_name() -> None:
     """The sign-in's name rules reach the service (a token of a user made through the
     hub's API, or from before a rule changed, still submits nothing as that account)."""
-    from scitex_service.jobs import make_compute_jobs
-
     settings = parse_settings({**SITE, "auth": {"kind": "pam", "denied_users": ["guest"]}})
-    jobs = make_compute_jobs(settings, settings.profiles)
+    jobs = ComputeJobs(config=shipped_service_config(settings))
     assert jobs.min_uid == 1000
     assert {"root", "guest"} <= jobs.denied_users
     for name, words in (("guest", "reserved"), ("root", "reserved"), ("daemon", "system account")):

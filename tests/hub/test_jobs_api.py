@@ -16,7 +16,6 @@ from sqlalchemy import Engine
 from scitex_hub.db import get_engine, upgrade
 from scitex_hub.db import store as db
 from scitex_hub.db.engine import dispose_engine
-from scitex_hub.jobspecs.compute import JobSite
 from scitex_hub.profiles import load_profiles
 from scitex_hub.slurm import SlurmClient, SlurmCommandError, SqueueFraming
 from scitex_service.app import make_app
@@ -117,15 +116,13 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def jobs(tmp_path: Path, project: Path) -> ComputeJobs:
-    site = JobSite(hub_id="t", data_root=str(tmp_path / "data"))
     jobs = ComputeJobs(
-        site=site,
-        institutions=INSTITUTIONS,
+        hub_id="t",
+        data_root=str(tmp_path / "data"),
         profiles=PROFILES,
         max_queued_per_user=2,
         # The fake runs nothing as anyone: mkdir runs as the test's own user.
-        submit_prefix=[],
-        slurm=FakeSlurm(),
+        slurm=FakeSlurm(run_as_prefix=[]),
     )
     return jobs
 
@@ -142,7 +139,6 @@ async def base_url(engine: Engine, jobs: ComputeJobs) -> AsyncIterator[str]:
     )
     institutions = {**INSTITUTIONS}
     institutions["demo-u"] = institutions["demo-u"].model_copy(update={"profiles": ("small",)})
-    jobs.institutions = institutions
     context = ServiceContext(institutions=institutions, engine=engine, directory=TableDirectory())
     port = free_port()
     server = HTTPServer(make_app(context, hub_auth, jobs=jobs))

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 import scitex_safefs as safefs
-from scitex_hub.jobspecs.compute import JobSite
 from scitex_hub.slurm import QueueEntry
 from scitex_service.handlers import APIError
 from scitex_service.jobs import (
@@ -230,9 +229,7 @@ def jobs(site: Path, alice: pwd.struct_passwd) -> ComputeJobs:
     bob_logs.mkdir(parents=True)
     (bob_logs / "7.log").write_text("bob's secret\n")
     os.chown(bob_logs / "7.log", alice.pw_uid, alice.pw_gid)  # even one that looks hers
-    return ComputeJobs(
-        site=JobSite(hub_id="t", data_root=str(site.parent)), institutions={}, profiles={}
-    )
+    return ComputeJobs(hub_id="t", data_root=str(site.parent))
 
 
 @pytest.mark.parametrize(

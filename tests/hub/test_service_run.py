@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import signal
@@ -21,7 +22,8 @@ from sqlalchemy import Engine
 from traitlets.config import Config
 
 from jupyterhub_config.apply import apply_services
-from jupyterhub_config.settings import parse_settings
+from jupyterhub_config.service_config import service_config
+from jupyterhub_config.settings import SettingsError, parse_settings
 from scitex_hub.db import current_revision, get_engine, head_revision, upgrade
 from scitex_hub.db import store as db
 from scitex_hub.db.engine import dispose_engine
@@ -29,6 +31,7 @@ from scitex_quota import scan_tree
 from scitex_service.scanner import UsageScanner, user_dirs
 from tests.e2e.hubprocess import free_port
 from tests.hub.dbhelpers import sqlite_url
+from tests.hub.servicehelpers import service_environment
 from tests.hub.test_config import DEMO
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,21 +54,23 @@ def test_apply_services_registers_the_managed_service(tmp_path: Path) -> None:
     data = copy.deepcopy(DEMO)
     data["hub"]["db_url"] = "postgresql+psycopg://hub:pw@db/hub"
     data["service"] = {"url": "http://127.0.0.1:8123"}
+    settings = parse_settings(data)
     c = Config()
-    apply_services(c, parse_settings(data), environ)
+    apply_services(c, settings, environ)
     assert c.JupyterHub.services == [
         {
             "name": "scitex",
             "url": "http://127.0.0.1:8123",
             "command": [sys.executable, "-m", "scitex_service"],
             "environment": {
-                "SCITEX_CONFIG": str(site),
-                "SITE_ROOT": "/shared",
-                "SITE_STATE": "/var/hub",
                 # libpq reads the password file and TLS mode from these, as the hub does.
                 "PGPASSFILE": "/etc/scitex/secrets/pgpass",
                 "PGSSLMODE": "verify-full",
                 "SCITEX_DB_URL": "postgresql+psycopg://hub:pw@db/hub",
+                # The service reads no site file (nor the variables it uses): its settings.
+                "SCITEX_SERVICE_CONFIG": json.dumps(
+                    service_config(settings), separators=(",", ":")
+                ),
             },
             "oauth_no_confirm": True,
             # A browser's token for the service carries the admin scope its user holds.
@@ -99,6 +104,8 @@ def test_apply_services_registers_the_managed_service(tmp_path: Path) -> None:
     assert c.SqlSpawnStore.db_url == "postgresql+psycopg://hub:pw@db/hub"
     # The database URL travels in the environment, never on the command line.
     assert all("pw@" not in word for word in c.JupyterHub.services[0]["command"])
+    # Nor in the service's settings (it has its own variable).
+    assert "pw@" not in c.JupyterHub.services[0]["environment"]["SCITEX_SERVICE_CONFIG"]
 
 
 def test_apply_services_adds_to_what_is_there() -> None:
@@ -218,6 +225,11 @@ def site_file(tmp_path: Path, data_root: Path, db_url: str, port: int) -> Path:
     return path
 
 
+def service_env(site: Path) -> dict[str, str]:
+    """What the hub's configuration gives the service for the site file ``site``."""
+    return service_environment(parse_settings(yaml.safe_load(site.read_text())))
+
+
 def test_the_service_process_migrates_syncs_scans_and_listens(
     tmp_path: Path, data_root: Path
 ) -> None:
@@ -226,7 +238,7 @@ def test_the_service_process_migrates_syncs_scans_and_listens(
     config = site_file(tmp_path, data_root, db_url, port)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "SCITEX_CONFIG": str(config),
+        **service_env(config),
         # What the hub gives a managed service.
         "JUPYTERHUB_SERVICE_NAME": "scitex",
         "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
@@ -278,15 +290,28 @@ def test_the_service_process_migrates_syncs_scans_and_listens(
 
 
 def test_an_invalid_site_file_stops_the_service_with_the_key(tmp_path: Path) -> None:
+    """The site file is checked where it is read (the hub's configuration); the service
+    checks its own configuration as it loads it, and stops naming the key."""
     bad = tmp_path / "scitex.yaml"
     bad.write_text(yaml.safe_dump({**DEMO, "service": {"usage_scan_interval": 0}}))
+    with pytest.raises(SettingsError) as e:
+        service_env(bad)
+    assert "service.usage_scan_interval: Input should be greater than 0" in str(e.value)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**DEMO, "data_root": str(tmp_path)}))
+    config = json.loads(service_env(good)["SCITEX_SERVICE_CONFIG"])
+    config["UsageScanner"]["interval"] = 0
     result = subprocess.run(
         [sys.executable, "-m", "scitex_service"],
         cwd=REPO,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SCITEX_CONFIG": str(bad)},
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "SCITEX_SERVICE_CONFIG": json.dumps(config),
+            "SCITEX_DB_URL": sqlite_url(tmp_path),
+        },
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 1
-    assert "service.usage_scan_interval: Input should be greater than 0" in result.stderr
+    assert "UsageScanner.interval must be > 0 seconds, got 0.0" in result.stderr

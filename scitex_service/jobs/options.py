@@ -15,8 +15,8 @@ from tornado import web
 
 from scitex_hub.profiles import DurationRange, IntRange, Profile, SizeRange
 
-from .handlers import requires_jobs_scope
-from .jobs import JobsAPIHandler
+from ..handlers import requires_jobs_scope
+from .handlers import JobsAPIHandler
 
 __all__ = ["JobOptionsHandler", "job_options", "profile_options"]
 
