@@ -2,6 +2,10 @@
 
 Each touches one area, reads only ``settings`` and writes only ``c``, so each
 is tested against a fresh ``traitlets.config.Config``.
+
+One file (over 400 lines): ``apply_all`` calls these in an order that matters (roles
+before services, auth before Gitea), which is read here in one place; the service's own
+config is built in ``service_config``.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 One validated file per site. An error stops the hub with the key and the reason
 (``scitex.yaml: profiles.small.cpus.max: ...``).
+
+One file (over 400 lines): the schema is one tree of pydantic models whose cross-checks
+(profiles named by institutions, the admin names, the service URL) need all of it.
 """
 
 from __future__ import annotations

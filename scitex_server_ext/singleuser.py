@@ -173,7 +173,7 @@ def import_jupyterlab_without_node() -> None:
     with executable_hidden("node"):
         try:
             import jupyterlab.labapp  # noqa: F401
-        except Exception:  # noqa: S110
+        except Exception:  # noqa: S110, BLE001
             # Not ours to report: the server imports the extension again itself and
             # logs why it cannot load it.
             pass

@@ -68,10 +68,14 @@ class NoInstitution(SignInRefused):
     heading = "Sign-in refused: your account belongs to no institution here"
     page_title = "Sign-in refused: no institution"
     advice = (
-        "If you have another account (for example your institution's, not a personal one), "
-        "sign in with that one.",
-        "If your institution should be served by this hub, ask its research-computing team "
-        "to register your institution, your directory group or your email domain here.",
+        (
+            "If you have another account (for example your institution's, not a personal one), "
+            "sign in with that one."
+        ),
+        (
+            "If your institution should be served by this hub, ask its research-computing team "
+            "to register your institution, your directory group or your email domain here."
+        ),
     )
 
     def __init__(self, username: str, email: str | None, groups: Iterable[str]) -> None:
@@ -100,8 +104,10 @@ class RefusedName(SignInRefused):
     page_title = "Sign-in refused: account not allowed"
     advice = (
         "Sign in with your own personal account.",
-        "If this is your personal account, ask your research-computing team: the name must "
-        "be a person's account on the cluster, not a system or administrator account.",
+        (
+            "If this is your personal account, ask your research-computing team: the name must "
+            "be a person's account on the cluster, not a system or administrator account."
+        ),
     )
 
     def __init__(self, username: str, why: str) -> None:

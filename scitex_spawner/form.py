@@ -147,8 +147,10 @@ def render_options_form(
     if selected is None and usable:
         selected = usable[0]
     out = ['<div class="scitex-options">']
-    for notice in notices:
-        out.append(f'<div class="alert alert-warning" role="status">{escape(notice)}</div>')
+    out.extend(
+        f'<div class="alert alert-warning" role="status">{escape(notice)}</div>'
+        for notice in notices
+    )
     out.append(
         f"<p>Resources offered to <strong>{escape(institution_name)}</strong>. "
         "Your server runs as a SLURM job on the cluster.</p>"

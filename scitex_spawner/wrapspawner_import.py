@@ -109,7 +109,7 @@ def _batch_kind(spawner_class: Any) -> str | None:
             from traitlets.utils.importstring import import_item
 
             cls = import_item(spawner_class)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any import error means: not a class we can read
             cls = None
     if isinstance(cls, type):
         from batchspawner import BatchSpawnerBase, SlurmSpawner

@@ -198,6 +198,24 @@ TRAIT_CLASSES = (
     ("scitex_spawner.records", "SpawnRecorder", "c.SpawnRecorder", "the hub"),
     ("scitex_spawner.authenticators", "NameRules", "c.NameRules", "the hub's authenticators"),
     (
+        "scitex_service.app",
+        "SciTeXService",
+        "c.SciTeXService",
+        "the scitex service, written by apply_services",
+    ),
+    (
+        "scitex_service.jobs",
+        "ComputeJobs",
+        "c.ComputeJobs",
+        "the scitex service, written by apply_services",
+    ),
+    (
+        "scitex_service.scanner",
+        "UsageScanner",
+        "c.UsageScanner",
+        "the scitex service, written by apply_services",
+    ),
+    (
         "scitex_server_ext.app",
         "SciTeXExtension",
         "c.SciTeXExtension",
@@ -205,7 +223,13 @@ TRAIT_CLASSES = (
     ),
 )
 
-OWN_PACKAGES = ("scitex_spawner", "scitex_server_ext", "jupyterhub_config")
+OWN_PACKAGES = (
+    "scitex_hub",
+    "scitex_spawner",
+    "scitex_service",
+    "scitex_server_ext",
+    "jupyterhub_config",
+)
 
 HEADER = """\
 # Configuration reference
@@ -237,8 +261,10 @@ ENVIRONMENT = (
     (
         "JUPYTERHUB_CRYPT_KEY",
         "the hub",
-        "key that encrypts users' auth state (`openssl rand -hex 32`); "
-        "auth state is on only when it is set",
+        (
+            "key that encrypts users' auth state (`openssl rand -hex 32`); "
+            "auth state is on only when it is set"
+        ),
     ),
     (
         "CONFIGPROXY_AUTH_TOKEN",
@@ -253,8 +279,10 @@ ENVIRONMENT = (
     (
         "JPY_COOKIE_SECRET",
         "the hub",
-        "the cookie secret, hex; when unset JupyterHub reads "
-        "`hub.state_dir/jupyterhub_cookie_secret` (mode 0600)",
+        (
+            "the cookie secret, hex; when unset JupyterHub reads "
+            "`hub.state_dir/jupyterhub_cookie_secret` (mode 0600)"
+        ),
     ),
 )
 
@@ -425,9 +453,11 @@ class SiteDocs:
             out.append("")
         out.extend(
             [
-                "Sizes are written `512MiB`, `4GiB`, `1TiB` (or bytes); durations `HH:MM:SS`, "
-                "`D-HH:MM:SS` (or seconds). A range `{default, min, max}` lets users choose "
-                "within it in the spawn form; a plain value fixes it.",
+                (
+                    "Sizes are written `512MiB`, `4GiB`, `1TiB` (or bytes); durations `HH:MM:SS`, "
+                    "`D-HH:MM:SS` (or seconds). A range `{default, min, max}` lets users choose "
+                    "within it in the spawn form; a plain value fixes it."
+                ),
                 "",
             ]
         )

@@ -2,6 +2,9 @@
 
 Callers on an event loop (the hub's spawner, the service's handlers) run them in a
 worker thread; the service's scanner runs in its own thread.
+
+One file (over 400 lines): every query over our tables in one place, so a schema change
+(a migration in ``migrations/versions``) has one module to follow it.
 """
 
 from __future__ import annotations

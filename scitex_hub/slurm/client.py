@@ -9,6 +9,9 @@ longer knows the id). Any error or timeout leaves the job *unknown*: kept.
 Users choose job names and comments freely, so squeue's output is framed by
 marks they cannot know (:class:`SqueueFraming`), and a job counts as this hub's
 only when its tag names the user SLURM says owns it.
+
+One file (over 400 lines) because the records and their parsers are defined by the
+exact ``squeue`` fields the client asks for: split, a field list and its parser drift apart.
 """
 
 from __future__ import annotations

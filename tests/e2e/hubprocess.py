@@ -134,7 +134,7 @@ class Hub:
     def start(self, timeout: float = 60) -> None:
         (self.root / "hub").mkdir(parents=True, exist_ok=True)
         config = self.write_config()
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the hub process writes it
         self.proc = subprocess.Popen(
             self.command(config),
             cwd=self.root / "hub",

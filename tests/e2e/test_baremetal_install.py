@@ -76,7 +76,7 @@ class Installed:
             argv,
             cwd=cwd,
             env=env,
-            stdout=open(log, "ab"),
+            stdout=open(log, "ab"),  # noqa: SIM115 - the service process writes it
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -221,13 +221,17 @@ class LeakCheck:
             where.append("Gitea's log")
         job_logs = list((self.project_dir.parents[1] / ".scitex" / "logs").glob("*.log"))
         assert job_logs, "no job log to check"
-        for log in job_logs:
-            if token in log.read_text(errors="replace"):
-                where.append(f"the job log {log.name}")
+        where.extend(
+            f"the job log {log.name}"
+            for log in job_logs
+            if token in log.read_text(errors="replace")
+        )
         db_url = str(self.hub.settings["hub"]["db_url"])
-        if db_url.startswith("sqlite:///"):
-            if token.encode() in Path(db_url.removeprefix("sqlite:///")).read_bytes():
-                where.append("the hub's database (auth_state must be encrypted)")
+        if (
+            db_url.startswith("sqlite:///")
+            and token.encode() in Path(db_url.removeprefix("sqlite:///")).read_bytes()
+        ):
+            where.append("the hub's database (auth_state must be encrypted)")
         if any(token in text for text in self.responses):
             where.append("a response")
         assert not where, f"after {after}: alice's Gitea token found in {', '.join(where)}"

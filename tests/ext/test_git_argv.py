@@ -216,7 +216,7 @@ def test_credential_helper_command_is_quoted_and_isolated() -> None:
         "'/opt/my py/python' -I -S /x/h.py"
     )
     default = git.credential_helper_command()
-    assert default.startswith(sys.executable) or default.startswith("'")
+    assert default.startswith((sys.executable, "'"))
     assert default.endswith("git_credential_helper.py")
 
 

@@ -71,10 +71,9 @@ def test_small_buffered_write_that_fails_late_keeps_the_old_file(small_fs: Path)
     target.write_bytes(b"v1")
     # Fill every block; then write less than one buffer: the error shows at flush time,
     # after the stock writer would already have truncated the target.
-    with open(small_fs / "filler", "wb", buffering=0) as f:
-        with pytest.raises(OSError):
-            while True:
-                f.write(b"\0" * 4096)
+    with open(small_fs / "filler", "wb", buffering=0) as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * 4096)
     with pytest.raises(OSError) as e:
         atomic_write(target, lambda f: f.write(b"v2 needs a new block"))
     assert e.value.errno == 28
@@ -89,10 +88,9 @@ def test_write_larger_than_the_space_left_keeps_the_old_file(small_fs: Path) -> 
     target = small_fs / "a.txt"
     target.write_bytes(b"1" * 4096)
     filler = small_fs / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        with pytest.raises(OSError):
-            while True:
-                f.write(b"\0" * 4096)
+    with open(filler, "wb", buffering=0) as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * 4096)
     os.truncate(filler, filler.stat().st_size - 4096)
     with pytest.raises(OSError):
         atomic_write(target, lambda f: f.write(b"2" * 6000))

@@ -415,7 +415,7 @@ class FakeGitea:
             "includes_all_repositories": team.includes_all_repositories,
             "permission": team.permission,
             "units": list(team.units),
-            "units_map": {u: team.permission for u in team.units},
+            "units_map": dict.fromkeys(team.units, team.permission),
             "can_create_org_repo": team.can_create_org_repo,
         }
 
@@ -915,9 +915,8 @@ class FakeGitea:
         except ApiError:
             return None, None, 401, "invalid credentials"
         repo = self.repos.get((owner.lower(), name.lower()))
-        if auth.user is None:
-            if repo is None or repo.private or write:
-                return None, None, 401, "authentication required"
+        if auth.user is None and (repo is None or repo.private or write):
+            return None, None, 401, "authentication required"
         access = self._repo_access(auth.user, repo) if repo is not None else ""
         if repo is None or not access:
             return None, auth.user, 404, "repository not found"

@@ -144,10 +144,10 @@ def test_identity_ldap_groups_by_dn_and_by_name() -> None:
 def test_ldap_group_dns() -> None:
     assert ldap_group_dn("demo-researchers", BASE) == f"cn=demo-researchers,{BASE}"
     assert ldap_group_dn("cn=x,dc=y", None) == "cn=x,dc=y"
-    assert GROUP_NAMES == {
+    assert {
         f"cn=demo-researchers,{BASE}": "demo-researchers",
         "cn=other staff,ou=staff,dc=example,dc=edu": "cn=other staff,ou=staff,dc=example,dc=edu",
-    }
+    } == GROUP_NAMES
     with pytest.raises(
         ValueError, match=r"institutions\.demo-u\.ldap_groups: group 'demo-researchers'"
     ):

@@ -354,8 +354,10 @@ def test_the_spawner_hook_gives_the_token_to_this_server_only() -> None:
     gitea_auth_state_hook(spawner, None)
     assert spawner.environment == {"KEEP": "1"}
     assert spawner.start_notices == [
-        "Gitea is not available to this server: no Gitea token is stored for you; sign out "
-        "and in again to get one"
+        (
+            "Gitea is not available to this server: no Gitea token is stored for you; sign out "
+            "and in again to get one"
+        )
     ]
     assert gitea_environment({AUTH_STATE_KEY: {"url": "u", "user": "b", "token": "t"}}) == {
         "SCITEX_GITEA_URL": "u",

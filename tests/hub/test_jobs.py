@@ -266,19 +266,17 @@ def test_the_log_reader_reads_only_alices_regular_file_in_the_project(
 
 
 def test_squeue_records_and_the_job_model() -> None:
-    record = tuple(
-        [
-            "12",
-            "sub/fit.py",
-            "alice",
-            "FAILED",
-            "NonZeroExitCode",
-            "localhost",
-            "2026-12-01T02:18:33",
-            "2026-12-01T02:18:34",
-            "2026-12-01T02:18:35",
-            "scitex-job:hub=demo:user=alice:project=p1",
-        ]
+    record = (
+        "12",
+        "sub/fit.py",
+        "alice",
+        "FAILED",
+        "NonZeroExitCode",
+        "localhost",
+        "2026-12-01T02:18:33",
+        "2026-12-01T02:18:34",
+        "2026-12-01T02:18:35",
+        "scitex-job:hub=demo:user=alice:project=p1",
     )
     [job] = parse_queue([record])
     assert job_model(job, FinishedJob("12", "FAILED", "NonZeroExitCode", "3:0")) == {

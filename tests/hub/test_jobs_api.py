@@ -116,7 +116,7 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def jobs(tmp_path: Path, project: Path) -> ComputeJobs:
-    jobs = ComputeJobs(
+    return ComputeJobs(
         hub_id="t",
         data_root=str(tmp_path / "data"),
         profiles=PROFILES,
@@ -124,7 +124,6 @@ def jobs(tmp_path: Path, project: Path) -> ComputeJobs:
         # The fake runs nothing as anyone: mkdir runs as the test's own user.
         slurm=FakeSlurm(run_as_prefix=[]),
     )
-    return jobs
 
 
 @pytest.fixture

@@ -244,8 +244,10 @@ async def test_admin_rights_come_from_the_tokens_scopes_only(
         name = TOKENS[token]["name"]
         assert (status, body["message"]) == (
             403,
-            f"{name} is neither a hub admin nor an institution admin by this token (it lacks "
-            "the scope custom:scitex:admin): this endpoint is for administrators",
+            (
+                f"{name} is neither a hub admin nor an institution admin by this token (it lacks "
+                "the scope custom:scitex:admin): this endpoint is for administrators"
+            ),
         )
         status, body = await call(
             base_url, "PUT", "api/users/alice/quota", token, {"limit_bytes": 1}

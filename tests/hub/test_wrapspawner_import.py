@@ -55,13 +55,13 @@ WRAPSPAWNER_README_PROFILES = [
         "Docker Python 2/3",
         "systemuser",
         "dockerspawner.SystemUserSpawner",
-        dict(container_image="jupyterhub/systemuser"),
+        {"container_image": "jupyterhub/systemuser"},
     ),
     (
         "Docker Python 2/3,R,Julia",
         "datasciencesystemuser",
         "dockerspawner.SystemUserSpawner",
-        dict(container_image="jupyterhub/datasciencesystemuser"),
+        {"container_image": "jupyterhub/datasciencesystemuser"},
     ),
 ]
 
@@ -138,13 +138,19 @@ def test_wrapspawner_readme_example_is_refused_with_reasons() -> None:
     conversion = convert_profiles(WRAPSPAWNER_README_PROFILES)
     assert conversion.profiles == {}
     assert conversion.problems == [
-        "profile 'local': jupyterhub.spawner.LocalProcessSpawner does not run a batch job; "
-        "SciTeX Hub runs every server as a SLURM job (only batchspawner profiles convert)",
-        "profile 'systemuser': dockerspawner.SystemUserSpawner does not run a batch job; "
-        "SciTeX Hub runs every server as a SLURM job (only batchspawner profiles convert)",
-        "profile 'datasciencesystemuser': dockerspawner.SystemUserSpawner does not run a "
-        "batch job; SciTeX Hub runs every server as a SLURM job (only batchspawner "
-        "profiles convert)",
+        (
+            "profile 'local': jupyterhub.spawner.LocalProcessSpawner does not run a batch job; "
+            "SciTeX Hub runs every server as a SLURM job (only batchspawner profiles convert)"
+        ),
+        (
+            "profile 'systemuser': dockerspawner.SystemUserSpawner does not run a batch job; "
+            "SciTeX Hub runs every server as a SLURM job (only batchspawner profiles convert)"
+        ),
+        (
+            "profile 'datasciencesystemuser': dockerspawner.SystemUserSpawner does not run a "
+            "batch job; SciTeX Hub runs every server as a SLURM job (only batchspawner "
+            "profiles convert)"
+        ),
     ]
 
 
@@ -163,10 +169,14 @@ def test_batchspawner_readme_config_file(tmp_path: Path) -> None:
     # The class-wide req_runtime fills in where a profile does not say.
     assert conversion.profiles["mesabi2c4gb24h"]["runtime"] == "1-00:00:00"
     assert conversion.problems == [
-        "profile 'local': jupyterhub.spawner.LocalProcessSpawner does not run a batch job; "
-        "SciTeX Hub runs every server as a SLURM job (only batchspawner profiles convert)",
-        "profile 'lab': req_host='labhost.xyz.edu': this profile targets another batch "
-        "server or cluster; a SciTeX hub submits to one cluster",
+        (
+            "profile 'local': jupyterhub.spawner.LocalProcessSpawner does not run a batch job; "
+            "SciTeX Hub runs every server as a SLURM job (only batchspawner profiles convert)"
+        ),
+        (
+            "profile 'lab': req_host='labhost.xyz.edu': this profile targets another batch "
+            "server or cluster; a SciTeX hub submits to one cluster"
+        ),
     ]
     assert (
         "profile 'mesabi2c4g12h': req_host='mesabi.xyz.edu' (class-wide) is hub-wide in "
@@ -234,8 +244,10 @@ def test_missing_resources_and_bad_shapes() -> None:
     assert conversion.problems == [
         "profile 'nopart': no req_partition (or req_queue): a profile names its partition",
         "profile 'nomem': no req_memory: a profile states its memory",
-        "profile #3: expected (display_name, key, spawner_class, config), got "
-        "('Short', 'short', <class 'batchspawner.batchspawner.SlurmSpawner'>)",
+        (
+            "profile #3: expected (display_name, key, spawner_class, config), got "
+            "('Short', 'short', <class 'batchspawner.batchspawner.SlurmSpawner'>)"
+        ),
         "profile 'Bad Key': the key becomes the profile name; use lowercase letters, digits, - and _",
         "profile 'dup': the key is used twice",
     ]
