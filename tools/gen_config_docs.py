@@ -135,7 +135,8 @@ DESCRIPTIONS: dict[str, str] = {
     "profiles.<name>.cpus": "CPUs (`--cpus-per-task`).",
     "profiles.<name>.memory": "Memory (`--mem`), as a size: `512MiB`, `4GiB`.",
     "profiles.<name>.runtime": "Wall time (`--time`), as `HH:MM:SS` or `D-HH:MM:SS`.",
-    "profiles.<name>.gpus": "GPUs (`--gres=gpu:N`); the container gets `--nv` when N > 0.",
+    "profiles.<name>.gpus": "GPUs (`--gpus=N`: needs `SelectType=select/cons_tres`); the "
+    "container gets `--nv` when N > 0.",
     "profiles.<name>.image": "Container image (SIF, absolute path) for this profile; "
     "default `container.image`.",
     "profiles.<name>.constraint": "SLURM node features (`--constraint`), e.g. `a100`.",

@@ -49,3 +49,8 @@ for name in tls_cert tls_key; do [[ -s $DIR/$name ]] || missing+=("$name"); done
 if ((${#missing[@]})); then
   echo "still needed in $DIR: ${missing[*]} (the site's certificate chain and private key)"
 fi
+empty=()
+for name in gitea_admin_token oidc_client_secret; do [[ -s $DIR/$name ]] || empty+=("$name"); done
+if ((${#empty[@]})); then
+  echo "to fill in: ${empty[*]} (docs/admin-guide.md section 3; the hub needs the Gitea token before it starts)"
+fi
