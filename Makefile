@@ -12,12 +12,13 @@ PY := $(VENV)/bin/python
 BASE_PYTHON ?= /usr/bin/python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
 
-.PHONY: help system venv install slurm users apptainer postgres demo demo-cluster demo-cluster-down demo-down demo-status test test-unit test-e2e lint format bench docs clean-venv
+.PHONY: help system venv install slurm users apptainer postgres docker demo demo-cluster demo-cluster-down demo-compose demo-compose-down demo-down demo-status test test-unit test-e2e lint format bench docs clean-venv
 
 help:
 	@echo "make demo       start the demo hub on http://127.0.0.1:8000 (SLURM, users, hub)"
 	@echo "make demo-down  stop everything make demo started"
 	@echo "make demo-cluster  the demo on a two-node SLURM in network namespaces"
+	@echo "make demo-compose  the production Compose file on https://127.0.0.1:8443"
 	@echo "make test       run the whole test suite (starts the services it needs)"
 	@echo "make lint       ruff and mypy"
 	@echo "make bench      benchmarks into bench/results/"
@@ -60,6 +61,12 @@ apptainer: system
 postgres: system
 	$(SUDO) bash deploy/dev/postgres.sh start
 
+# Docker Engine (Debian's docker.io, no systemd) and the Compose stack's images,
+# built offline from a debootstrap base (cached: a rerun takes seconds).
+docker: system
+	$(SUDO) bash deploy/dev/docker.sh start
+	$(SUDO) bash deploy/dev/docker.sh images
+
 # The demo uses Apptainer when it can be installed; without it, servers run
 # directly in their jobs (the hub says so).
 demo: system install slurm users
@@ -68,6 +75,15 @@ demo: system install slurm users
 
 demo-down:
 	$(SUDO) bash deploy/dev/demo.sh stop
+
+# The production Compose file (+ docker-compose.local.yml) beside the dev SLURM:
+# nginx with TLS on https://127.0.0.1:8443, the hub, PostgreSQL, the Gitea stand-in.
+demo-compose: system install slurm users docker
+	-$(SUDO) $(MAKE) --no-print-directory apptainer
+	$(SUDO) bash deploy/dev/compose.sh up
+
+demo-compose-down:
+	$(SUDO) bash deploy/dev/compose.sh down
 
 # The multi-node shape: the host as login node, compute nodes in network
 # namespaces (docs/cluster.md).
@@ -83,7 +99,7 @@ demo-cluster-down:
 demo-status:
 	$(SUDO) bash deploy/dev/demo.sh status
 
-test: system install slurm users apptainer postgres
+test: system install slurm users apptainer postgres docker
 	$(SUDO) bash deploy/dev/run-tests.sh
 
 lint: install

@@ -43,6 +43,11 @@ JUPYTERHUB_CRYPT_KEY=$(secret jupyterhub_crypt_key)
 CONFIGPROXY_AUTH_TOKEN=$(secret configproxy_auth_token)
 export JUPYTERHUB_CRYPT_KEY CONFIGPROXY_AUTH_TOKEN
 
+# Back to the usual mask for the hub itself: the institution directories it makes
+# under data_root must be traversable by the users (their own directory is 0700
+# by explicit mode).
+umask 022
+
 case "${1:-serve}" in
   serve)
     exec "$VENV/bin/jupyterhub" -f "$CONFIG_PY"

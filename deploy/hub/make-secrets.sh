@@ -44,6 +44,16 @@ for name in gitea_admin_token oidc_client_secret; do
   chmod 0600 "$DIR/$name"
 done
 
+# Compose mounts secret files with the host's owner and mode, and the services read
+# them as their own users: the official postgres image as uid 999, Gitea rootless as
+# uid 1000 (the hub runs as root). The database init reads gitea_db_password too.
+if [[ $EUID -eq 0 ]]; then
+  chown 999:999 "$DIR/postgres_password" "$DIR/hub_db_password"
+  chown 999:1000 "$DIR/gitea_db_password"
+  chmod 0640 "$DIR/gitea_db_password"
+  chown 1000:1000 "$DIR/gitea_secret_key" "$DIR/gitea_internal_token"
+fi
+
 missing=()
 for name in tls_cert tls_key; do [[ -s $DIR/$name ]] || missing+=("$name"); done
 if ((${#missing[@]})); then

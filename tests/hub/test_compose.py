@@ -108,7 +108,7 @@ def test_compose_file_follows_the_compose_specification(
     ("mutate", "expected"),
     [
         (lambda c: c["services"]["hub"].update(restart_policy="always"), "restart_policy"),
-        (lambda c: c["services"]["nginx"].update(ports="443:443"), "is not of type 'array'"),
+        (lambda c: c["services"]["gitea"].update(ports="3000:3000"), "is not of type 'array'"),
         (lambda c: c.update(servics={}), "servics"),
         (lambda c: c["secrets"]["tls_key"].update(file=["x"]), "is not of type 'string'"),
     ],
@@ -205,20 +205,29 @@ def test_hub_has_the_cluster_slurm_client(resolved: dict[str, Any]) -> None:
     assert hub["environment"]["SLURM_CONF"] == "/etc/slurm/slurm.conf"
     # Users' data at the same path as on the compute nodes.
     assert "/shared/scitex/data:/shared/scitex/data" in hub["volumes"]
-    # The jobs' port callback reaches the hub's API on the cluster network.
-    assert hub["ports"] == ["10.0.0.10:8081:8081"]
-    assert "cluster" in hub["networks"]
+    # The login-node layout: the hub is on the host's network, where slurmctld, the
+    # compute nodes' servers and the jobs' calls to its API are.
+    assert hub["network_mode"] == "host"
+    assert "ports" not in hub and "networks" not in hub
     dockerfile = (DEPLOY / "hub" / "Dockerfile").read_text()
     assert "slurm-client" in dockerfile and "munge" in dockerfile
     assert "configurable-http-proxy" in dockerfile
 
 
-def test_only_nginx_is_published_and_the_backend_is_internal(resolved: dict[str, Any]) -> None:
-    assert resolved["networks"]["backend"]["internal"] is True
-    assert resolved["services"]["nginx"]["ports"] == ["80:80", "443:443"]
+def test_only_nginx_faces_the_network_and_the_rest_binds_loopback(
+    resolved: dict[str, Any],
+) -> None:
+    # nginx listens on 80/443 itself (host network); PostgreSQL and Gitea publish
+    # on the host's loopback only, for the hub and nginx.
+    assert resolved["services"]["nginx"]["network_mode"] == "host"
+    env = resolved["services"]["nginx"]["environment"]
+    assert (env["SCITEX_HTTPS_LISTEN"], env["SCITEX_HTTP_LISTEN"]) == ("443", "80")
+    assert resolved["services"]["postgres"]["ports"] == ["127.0.0.1:5432:5432"]
+    assert resolved["services"]["gitea"]["ports"] == ["127.0.0.1:3000:3000"]
     for name in ("postgres", "gitea"):
-        assert "ports" not in resolved["services"][name]
         assert resolved["services"][name]["networks"] == ["backend"]
+    # No top-level name: Debian's docker-compose 1.29 rejects it (-p scitex instead).
+    assert "name" not in resolved
 
 
 def test_images_are_pinned(resolved: dict[str, Any]) -> None:
@@ -254,7 +263,9 @@ def test_make_secrets_makes_private_files_and_keeps_them(
     assert {p.name for p in directory.iterdir()} == expected
     values = {}
     for path in directory.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        # gitea_db_password: read by PostgreSQL's init (uid 999) and Gitea (gid 1000).
+        private = 0o640 if path.name == "gitea_db_password" and os.geteuid() == 0 else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == private, path
         values[path.name] = path.read_text()
     assert len(values["jupyterhub_crypt_key"].strip()) == 64  # 32 bytes, hex
     assert values["gitea_admin_token"] == ""  # to fill in
