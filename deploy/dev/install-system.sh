@@ -29,7 +29,7 @@ DCLINT_VERSION=3.1.0
 PACKAGES=(
   slurmctld slurmd slurm-client munge
   python3-venv python3-dev
-  git curl ca-certificates procps passwd util-linux iproute2
+  git curl ca-certificates procps passwd util-linux iproute2 sudo
   nginx openssl gettext-base
   chromium
 )
