@@ -147,6 +147,11 @@ def stack(services: str) -> Iterator[Stack]:
     old_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
     os.environ["REQUESTS_CA_BUNDLE"] = str(s.ca)
     s.compose("down", "-v", check=False)
+    # alice starts without jobs (a demo's server would count as hers).
+    subprocess.run(["scancel", "-u", "alice"], env=slurm_env(), check=False)
+    deadline = time.monotonic() + 30
+    while alice_jobs() and time.monotonic() < deadline:
+        time.sleep(0.5)
     try:
         s.compose("up", "-d")
         s.wait_healthy()
@@ -163,7 +168,7 @@ def stack(services: str) -> Iterator[Stack]:
 
 def alice_jobs() -> list[str]:
     out = subprocess.run(
-        ["squeue", "-h", "-u", "alice", "-t", "RUNNING", "-o", "%i %u"],
+        ["squeue", "-h", "-u", "alice", "-o", "%i %u"],
         env=slurm_env(), capture_output=True, text=True, check=True,
     )  # fmt: skip
     return [line.split()[0] for line in out.stdout.splitlines() if line.split()[1:] == ["alice"]]
