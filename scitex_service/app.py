@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Dict, TraitError, Type, Unicode, default, validate
+from traitlets import Bool, Dict, Float, TraitError, Type, Unicode, default, validate
 from traitlets.config import Application, Config
 from traitlets.config.loader import ConfigError, JSONFileConfigLoader, PyFileConfigLoader
 
@@ -131,6 +131,31 @@ class SciTeXService(Application):
     service_prefix = Unicode(
         help="URL prefix of the service. Default: ``$JUPYTERHUB_SERVICE_PREFIX``.",
     ).tag(config=True)
+
+    exit_with_hub = Bool(
+        help="""Stop when the process that started the service is gone. JupyterHub cannot
+        stop its managed services when it is killed (SIGKILL, OOM): without this the old
+        service keeps its port and the restarted hub's service cannot listen. Default: on
+        when the hub started the service (``$JUPYTERHUB_SERVICE_NAME`` set).""",
+    ).tag(config=True)
+
+    parent_check_interval = Float(
+        2.0, help="Seconds between checks that the hub that started the service is there."
+    ).tag(config=True)
+
+    @default("exit_with_hub")
+    def _default_exit_with_hub(self) -> bool:
+        return bool(os.environ.get("JUPYTERHUB_SERVICE_NAME"))
+
+    async def watch_hub(self, stop: asyncio.Event) -> None:
+        """Set ``stop`` once this process's parent (the hub) is gone: the process is then
+        re-parented, so its parent id changes."""
+        hub_pid = os.getppid()
+        while not stop.is_set():
+            await asyncio.sleep(self.parent_check_interval)
+            if os.getppid() != hub_pid:
+                self.log.warning("the hub (pid %d) is gone: the scitex service stops", hub_pid)
+                stop.set()
 
     scan_usage = Bool(
         True,
@@ -260,7 +285,10 @@ class SciTeXService(Application):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.ensure_future(self.watch_hub(stop)) if self.exit_with_hub else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
         self.log.info("scitex service stopping")
         server.stop()
         if self.scanner is not None:

@@ -315,3 +315,92 @@ def test_an_invalid_site_file_stops_the_service_with_the_key(tmp_path: Path) -> 
     )
     assert result.returncode == 1
     assert "UsageScanner.interval must be > 0 seconds, got 0.0" in result.stderr
+
+
+# ---- the service goes with its hub -------------------------------------------------------
+
+
+async def test_the_service_stops_when_its_hub_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from scitex_service.app import SciTeXService
+
+    parents = iter([4242, 4242, 1])  # the hub's pid, still there, then re-parented to init
+    monkeypatch.setattr(os, "getppid", lambda: next(parents))
+    app = SciTeXService(parent_check_interval=0.01)
+    stop = asyncio.Event()
+    await asyncio.wait_for(app.watch_hub(stop), 5)
+    assert stop.is_set()
+
+
+def test_exit_with_hub_is_on_when_the_hub_started_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scitex_service.app import SciTeXService
+
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "scitex")
+    assert SciTeXService().exit_with_hub is True
+    monkeypatch.delenv("JUPYTERHUB_SERVICE_NAME")
+    assert SciTeXService().exit_with_hub is False
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for init to reap it has an empty cmdline)."""
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_parent_takes_the_service_with_it(tmp_path: Path, data_root: Path) -> None:
+    # A real parent process (standing in for the hub) starts the service and is SIGKILLed;
+    # the orphaned service notices and exits on its own, freeing its port.
+    port = free_port()
+    config = site_file(tmp_path, data_root, sqlite_url(tmp_path), port)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **service_env(config),
+        "JUPYTERHUB_SERVICE_NAME": "scitex",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/scitex/",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
+        "JUPYTERHUB_API_TOKEN": "not-checked-here",
+        "JUPYTERHUB_CLIENT_ID": "service-scitex",
+    }
+    starter = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'scitex_service',"
+        " '--SciTeXService.parent_check_interval=0.2'])\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", starter], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    service_pid = int(parent.stdout.readline())
+    try:
+        deadline = time.monotonic() + 30
+        answered = False
+        while time.monotonic() < deadline and not answered:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/services/scitex/api/usage", timeout=2)
+                answered = True
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert answered, "the service did not listen"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and running(service_pid):
+            time.sleep(0.1)
+        assert not running(service_pid), "the service kept running"
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/services/scitex/api/usage", timeout=2)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        try:
+            os.kill(service_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
