@@ -2,9 +2,11 @@
 
 ``make demo-compose`` and tests/e2e/test_compose.py copy deploy/hub/compose.env.example and
 deploy/hub/scitex.yaml.example as docs/admin-guide.md section 3 says, then make the edits an
-admin makes with an editor: this host's names and paths, PAM sign-in with the demo accounts
-(a site uses OIDC or LDAP), the dev cluster's partitions and the demo's notebook image.
-Every other key stays as the example has it.
+admin makes with an editor (the ones the guide names): this host's names, addresses and
+paths, ports beside the other tests' services (the .env binds and the site file's URLs that
+go with them), PAM sign-in with the demo accounts (a site uses OIDC or LDAP), the dev
+cluster's partitions and the demo's notebook image. Every other key stays as the example has
+it.
 
     python3 compose_site.py env DEPLOY_DIR DATA_ROOT SLURM_CONF_DIR
     python3 compose_site.py site DEPLOY_DIR DATA_ROOT SLURM_CONF_DIR
@@ -21,8 +23,9 @@ from typing import Any
 import yaml
 
 PUBLIC_URL = "https://127.0.0.1:8443"
-# Beside the other tests' services (8000/8081 are the demo hub's, 5433 the dev PostgreSQL).
-PROXY_PORT, HUB_API_PORT, PROXY_API_PORT = 18000, 18081, 18001
+# Beside the other tests' services (8000/8001/8081/8090 are the demo hub's, 5433 the dev
+# PostgreSQL's).
+PROXY_PORT, HUB_API_PORT, PROXY_API_PORT, SERVICE_PORT = 18000, 18081, 18001, 18090
 POSTGRES_BIND, GITEA_BIND = "127.0.0.1:15432", "127.0.0.1:13000"
 
 
@@ -32,7 +35,6 @@ def edit_env(text: str, data_root: str, slurm_conf_dir: str) -> str:
         "SCITEX_SERVER_NAME": "localhost",
         "SCITEX_PUBLIC_URL": PUBLIC_URL,
         "SCITEX_DATA_ROOT": data_root,
-        "SCITEX_HUB_API_BIND": "127.0.0.1",
         "SLURM_CONF_DIR": slurm_conf_dir,
         "MUNGE_SOCKET_DIR": "/run/munge",
         "SCITEX_POSTGRES_BIND": POSTGRES_BIND,
@@ -53,12 +55,20 @@ def edit_site(data: dict[str, Any], data_root: str, slurm_conf_dir: str) -> dict
     dev_dir = os.environ.get("SCITEX_DEV_DIR", "/var/lib/scitex-dev")
     prefix = os.environ.get("SCITEX_PREFIX", "/opt/scitex")
     hub = data["hub"]
+    # nginx's upstream in docker-compose.local.yml.
     hub["bind_url"] = f"http://127.0.0.1:{PROXY_PORT}"
+    # The cluster-facing address: the compute node is this host.
     hub["hub_bind_url"] = f"http://127.0.0.1:{HUB_API_PORT}"
     hub["hub_connect_url"] = f"http://127.0.0.1:{HUB_API_PORT}"
     hub["proxy_api_url"] = f"http://127.0.0.1:{PROXY_API_PORT}"
-    hub["db_url"] = hub["db_url"].replace("@postgres:5432/", f"@{POSTGRES_BIND}/")
+    # The port of SCITEX_POSTGRES_BIND, as the guide says to keep them together.
+    example_db = "@127.0.0.1:5432/"
+    if example_db not in hub["db_url"]:
+        raise SystemExit(f"hub.db_url of the example has no {example_db}: {hub['db_url']}")
+    hub["db_url"] = hub["db_url"].replace(example_db, f"@{POSTGRES_BIND}/")
     hub["admin_users"] = ["admin"]
+    # The scitex service's port (8090 by default, the demo hub's).
+    data["service"] = {"url": f"http://127.0.0.1:{SERVICE_PORT}"}
     data["auth"] = {"kind": "pam", "min_uid": 1000, "denied_users": ["root", "nobody"]}
     data["data_root"] = data_root
     data["institutions"] = {
@@ -93,6 +103,8 @@ def edit_site(data: dict[str, Any], data_root: str, slurm_conf_dir: str) -> dict
         "python": f"{prefix}/venv/bin/python",
         "args": ["--LanguageServerManager.autodetect=False"],
     }
+    # Gitea's published port, not the public URL's /git: the hub's image does not
+    # trust the demo's test CA (a site's certificate is a real one).
     data["gitea"]["url"] = f"http://{GITEA_BIND}"
     return data
 

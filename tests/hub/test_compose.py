@@ -1,12 +1,14 @@
 """The production Compose layout (deploy/docker-compose.prod.yml), checked without Docker.
 
-Docker's engine does not run on these machines, so the file is checked
-statically: against the Compose Specification's JSON schema (the copy the npm
-package ``dclint`` ships, installed by deploy/dev/install-system.sh), and for
-what this layout promises (secrets only as files, every mounted file present,
-the SLURM client wiring). The parts that can run here do: the PostgreSQL init
-SQL on a real PostgreSQL, the hub image's entry point, nginx on the rendered
-templates.
+tests/e2e/test_compose.py brings the file up with docker-compose; these checks need no
+engine and run with the unit tests: the file against the Compose Specification's JSON
+schema (the copy the npm package ``dclint`` ships, installed by
+deploy/dev/install-system.sh), and what this layout promises (secrets only as files,
+every mounted file present, the SLURM client wiring, the host-network layout with
+PostgreSQL and Gitea on loopback). The parts that can run outside Docker do: the
+PostgreSQL init SQL on a real PostgreSQL, the hub image's entry point, nginx on the
+rendered templates. One file (over 400 lines): every test reads the same Compose file
+through the shared fixtures (parsed, then interpolated as Compose does).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ EXAMPLE_ENV = {
     "SCITEX_SERVER_NAME": "hub.example.edu",
     "SCITEX_PUBLIC_URL": "https://hub.example.edu",
     "SCITEX_DATA_ROOT": "/shared/scitex/data",
-    "SCITEX_HUB_API_BIND": "10.0.0.10",
 }
 
 
@@ -242,7 +243,8 @@ def test_example_site_file_is_valid() -> None:
 
     data = yaml.safe_load((DEPLOY / "hub" / "scitex.yaml.example").read_text())
     settings = parse_settings(data, "scitex.yaml.example")
-    assert settings.hub.db_url == "postgresql+psycopg://jupyterhub@postgres:5432/jupyterhub"
+    # The hub is on the host's network: PostgreSQL where it publishes, on loopback.
+    assert settings.hub.db_url == "postgresql+psycopg://jupyterhub@127.0.0.1:5432/jupyterhub"
     assert ":" not in settings.hub.db_url.split("//", 1)[1].split("@")[0], "no password"
     assert settings.hub.state_dir == "/srv/scitex/state"
     assert settings.slurm.conf == "/etc/slurm/slurm.conf"
@@ -333,8 +335,7 @@ def test_entrypoint_refuses_a_missing_secret(tmp_path: Path) -> None:
 
 
 def test_nginx_accepts_the_compose_rendering(resolved: dict[str, Any], tmp_path: Path) -> None:
-    """The templates rendered with the compose file's values (container names
-    mapped to 127.0.0.1, which nginx can resolve here) pass ``nginx -t``."""
+    """The templates rendered with the compose file's values pass ``nginx -t``."""
     nginx = shutil.which("nginx", path="/usr/sbin:/usr/bin")
     if not nginx or not shutil.which("openssl"):
         missing("nginx", "nginx or openssl is not installed (deploy/dev/install-system.sh)")
@@ -347,11 +348,13 @@ def test_nginx_accepts_the_compose_rendering(resolved: dict[str, Any], tmp_path:
     )  # fmt: skip
     extra = tmp_path / "scitex.d"
     extra.mkdir()
+    # nginx is on the host's network: its upstreams are the proxy and Gitea's published
+    # port on loopback, as they are (no container names).
+    assert env["SCITEX_HUB_UPSTREAM"] == "127.0.0.1:8000"
+    assert env["SCITEX_GITEA_UPSTREAM"] == "127.0.0.1:3000"
     env.update(
         SCITEX_TLS_CERT=str(cert),
         SCITEX_TLS_KEY=str(key),
-        SCITEX_HUB_UPSTREAM=env["SCITEX_HUB_UPSTREAM"].replace("hub:", "127.0.0.1:"),
-        SCITEX_GITEA_UPSTREAM=env["SCITEX_GITEA_UPSTREAM"].replace("gitea:", "127.0.0.1:"),
         SCITEX_EXTRA_CONF_DIR=str(extra),
         SCITEX_NGINX_DIR=str(tmp_path),
         SCITEX_HTTPS_LISTEN=f"127.0.0.1:{_free_port()}",

@@ -1,22 +1,27 @@
 """The files a site copies, exercised as they are: deploy/hub/scitex.yaml.example and
 deploy/baremetal/scitex.yaml.template through the real loader and ``apply_all``,
 deploy/hub/compose.env.example against the production Compose file, make-secrets.sh in a
-temporary directory, and docs/admin-guide.md's Compose steps and sudo rules against the code.
+temporary directory, deploy/dev/compose_site.py's edits of the examples, and
+docs/admin-guide.md's Compose steps and sudo rules against the code.
 
 tests/hub/test_compose.py checks the Compose file itself; this file checks that what a site
-copies from the examples and the guide works with it and with the code.
+copies from the examples and the guide works with it and with the code. One file (over 400
+lines) because its tests read these files against each other through shared helpers (the
+example in a temporary secrets directory, the guide's sections and commands).
 """
 
 from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib.util
 import re
 import shutil
 import stat
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -30,9 +35,11 @@ from tests.services import missing
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "docker-compose.prod.yml"
+COMPOSE_LOCAL = DEPLOY / "docker-compose.local.yml"
 SITE_EXAMPLE = DEPLOY / "hub" / "scitex.yaml.example"
 ENV_EXAMPLE = DEPLOY / "hub" / "compose.env.example"
 MAKE_SECRETS = DEPLOY / "hub" / "make-secrets.sh"
+COMPOSE_SITE = DEPLOY / "dev" / "compose_site.py"
 BAREMETAL_TEMPLATE = DEPLOY / "baremetal" / "scitex.yaml.template"
 GUIDE = REPO / "docs" / "admin-guide.md"
 NOTEBOOK_DEF = REPO / "containers" / "scitex-notebook.def"
@@ -280,6 +287,111 @@ def test_env_example_sets_every_variable_compose_requires() -> None:
 
     resolved = interpolate(compose_file(), env)
     assert resolved["services"]["hub"]["environment"]["SCITEX_CONFIG"]
+
+
+def test_env_example_names_exactly_the_variables_compose_reads() -> None:
+    """Every ``${VAR}`` of the production file is in the example (set, or a commented
+    default), and nothing else is: a variable no Compose file reads misleads an admin."""
+    read = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text()))
+    named = set(re.findall(r"^(?:# ?)?([A-Z_][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+    assert read <= named, read - named
+    assert named - read == {"COMPOSE_PROJECT_NAME"}
+    assert "SCITEX_HUB_API_BIND" not in ENV_EXAMPLE.read_text()
+
+
+# ---- the host-network layout: the site file, .env and the Compose file agree -----------------
+
+
+def host_port(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.hostname}:{parsed.port}"
+
+
+def test_site_example_fits_the_host_network_layout(
+    site_example: tuple[Settings, Config, Path],
+) -> None:
+    """The hub and nginx on the host's network, PostgreSQL and Gitea published on its
+    loopback: each address in the site file is one the Compose file serves."""
+    settings, _, _ = site_example
+    env = env_example()
+    from tests.hub.test_compose import interpolate
+
+    services = interpolate(compose_file(), env)["services"]
+    nginx = services["nginx"]["environment"]
+    hub = settings.hub
+    assert services["hub"]["network_mode"] == services["nginx"]["network_mode"] == "host"
+    # The proxy: nginx's upstream, on loopback; its API too.
+    assert host_port(hub.bind_url) == nginx["SCITEX_HUB_UPSTREAM"] == "127.0.0.1:8000"
+    assert urlparse(hub.proxy_api_url).hostname == "127.0.0.1"
+    # The hub's API: bound by the hub itself on the cluster-facing address (no published
+    # port), the one the compute nodes connect to; the scitex service listens there too.
+    bind, connect = urlparse(hub.hub_bind_url), urlparse(hub.hub_connect_url or "")
+    assert bind.hostname not in ("0.0.0.0", "127.0.0.1", "localhost", "::", None)
+    assert (bind.hostname, bind.port) == (connect.hostname, connect.port)
+    assert "ports" not in services["hub"]
+    assert urlparse(settings.service_listen_url()).hostname == bind.hostname
+    # PostgreSQL and Gitea: published where .env says, loopback only; the hub's database
+    # URL and nginx's /git/ upstream are those addresses.
+    assert env["SCITEX_POSTGRES_BIND"] == "127.0.0.1:5432"
+    assert env["SCITEX_GITEA_BIND"] == "127.0.0.1:3000"
+    assert services["postgres"]["ports"] == [f"{env['SCITEX_POSTGRES_BIND']}:5432"]
+    assert services["gitea"]["ports"] == [f"{env['SCITEX_GITEA_BIND']}:3000"]
+    assert hub.db_url == f"postgresql+psycopg://jupyterhub@{env['SCITEX_POSTGRES_BIND']}/jupyterhub"
+    assert nginx["SCITEX_GITEA_UPSTREAM"] == env["SCITEX_GITEA_BIND"]
+    # Gitea and the OIDC callback as nginx serves them.
+    assert settings.gitea is not None and settings.auth.oidc is not None
+    assert settings.gitea.url == f"{env['SCITEX_PUBLIC_URL']}/git"
+    assert settings.auth.oidc.callback_url == f"{env['SCITEX_PUBLIC_URL']}/hub/oauth_callback"
+
+
+def compose_site_module() -> Any:
+    spec = importlib.util.spec_from_file_location("compose_site", COMPOSE_SITE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compose_site_edits_give_a_working_site_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/dev/compose_site.py (``make demo-compose``, tests/e2e/test_compose.py) edits
+    the examples as an admin would; the result loads, and agrees with
+    docker-compose.local.yml's ports."""
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", CRYPT_KEY)
+    compose_site = compose_site_module()
+    site, _ = site_example_in(tmp_path)
+    data = compose_site.edit_site(yaml.safe_load(site.read_text()), "/srv/demo/data", "/etc/sl")
+    site.write_text(yaml.safe_dump(data, sort_keys=False))
+    settings = load_settings(site)
+    apply_all(Config(), settings)
+    env_text = compose_site.edit_env(ENV_EXAMPLE.read_text(), "/srv/demo/data", "/etc/sl")
+    env = {}
+    for line in env_text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            env[name] = value
+    # Only lines the example has are edited; none is added.
+    assert set(env) == set(env_example())
+    assert env["SCITEX_DATA_ROOT"] == settings.data_root == "/srv/demo/data"
+    assert env["SCITEX_POSTGRES_BIND"] == compose_site.POSTGRES_BIND
+    assert settings.hub.db_url == (
+        f"postgresql+psycopg://jupyterhub@{env['SCITEX_POSTGRES_BIND']}/jupyterhub"
+    )
+    local = yaml.safe_load(COMPOSE_LOCAL.read_text())["services"]
+    nginx = local["nginx"]["environment"]
+    assert host_port(settings.hub.bind_url) == nginx["SCITEX_HUB_UPSTREAM"]
+    assert nginx["SCITEX_GITEA_UPSTREAM"] == env["SCITEX_GITEA_BIND"]
+    assert settings.gitea is not None
+    assert host_port(settings.gitea.url) == env["SCITEX_GITEA_BIND"]
+    health = local["hub"]["healthcheck"]["test"][-1]
+    assert health == f"{settings.hub.hub_bind_url}/hub/health"
+    assert settings.service_listen_url() == f"http://127.0.0.1:{compose_site.SERVICE_PORT}"
+    # A different example is refused rather than edited into a file that points nowhere.
+    example = yaml.safe_load(SITE_EXAMPLE.read_text())
+    example["hub"]["db_url"] = "postgresql+psycopg://jupyterhub@postgres:5432/jupyterhub"
+    with pytest.raises(SystemExit, match=re.escape("no @127.0.0.1:5432/")):
+        compose_site.edit_site(example, "/srv/demo/data", "/etc/sl")
 
 
 # ---- make-secrets.sh --------------------------------------------------------------------------
