@@ -531,3 +531,23 @@ def test_sudoers_block_is_valid_for_visudo(tmp_path: Path) -> None:
     snippet.chmod(0o440)
     out = subprocess.run([visudo, "-cf", str(snippet)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_hub_health_check_follows_the_site_file() -> None:
+    from jupyterhub_config.health import health_url
+
+    assert health_url("http://10.0.0.10:8081", "/") == "http://10.0.0.10:8081/hub/health"
+    assert health_url("http://0.0.0.0:8081", "/") == "http://127.0.0.1:8081/hub/health"
+    assert health_url("http://[::]:8081", "/jh/") == "http://[::1]:8081/jh/hub/health"
+    hub = yaml.safe_load(SITE_EXAMPLE.read_text())["hub"]
+    assert health_url(hub["hub_bind_url"], hub.get("base_url", "/")) == (
+        "http://10.0.0.10:8081/hub/health"
+    )
+    # The Compose file's check asks there, not at a port of its own.
+    hub_service = yaml.safe_load(COMPOSE.read_text())["services"]["hub"]
+    assert hub_service["healthcheck"]["test"] == [
+        "CMD",
+        "/opt/scitex/venv/bin/python",
+        "-m",
+        "jupyterhub_config.health",
+    ]
