@@ -8,7 +8,8 @@
 #            `docker ps` sees it), --iptables=false; kept when already running
 #   stop     stop dockerd (containers stop with it) and remove its docker0 link
 #   status   dockerd's pid and `docker info` in one line; exit 0 only if it answers
-#   images   build what is missing: the Debian base image (debootstrap minbase
+#   images   build what is missing or out of date (an image records a digest of
+#            its Dockerfile and the files it copies): the Debian base image (debootstrap minbase
 #            from the mirror the machine's apt sources name, `docker import`),
 #            then from it the hub image (deploy/hub/Dockerfile) and local
 #            PostgreSQL 15, nginx and Gitea stand-in images (deploy/local-images/).
@@ -195,18 +196,42 @@ build_base() {
   report "$BASE_IMAGE" "$(elapsed_s "$t0")"
 }
 
+# inputs_hash DOCKERFILE CONTEXT: a digest of what an image is built from: the
+# Dockerfile, every file its COPY lines name (as they are on disk now, not as last
+# committed) and the base image. An image whose label differs is rebuilt, so a test
+# never runs yesterday's code; Docker's layer cache keeps an unchanged rebuild quick.
+inputs_hash() {
+  local dockerfile=$1 context=$2 sources=()
+  mapfile -t sources < <(awk 'toupper($1) == "COPY" {
+      for (i = 2; i < NF; i++) if ($i !~ /^--/) print $i }' "$dockerfile")
+  {
+    sha256sum "$dockerfile"
+    docker image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || true
+    if ((${#sources[@]})); then
+      (cd "$context" && find "${sources[@]}" -type f -not -path '*/__pycache__/*' \
+        -not -path '*/node_modules/*' -print0 | sort -z | xargs -0 -r sha256sum)
+    fi
+  } | sha256sum | cut -c1-16
+}
+
+image_inputs() {
+  docker image inspect --format '{{ index .Config.Labels "org.scitex.inputs" }}' "$1" 2>/dev/null || true
+}
+
 # build IMAGE DOCKERFILE CONTEXT: `docker build` from the local base image, with
-# the host's network for apt, PyPI and npm.
+# the host's network for apt, PyPI and npm; kept when its inputs have not changed.
 build() {
-  local image=$1 dockerfile=$2 context=$3 t0
-  if have_image "$image" && [[ -z ${SCITEX_DOCKER_REBUILD:-} ]]; then
-    printf '[scitex-dev docker] image %-36s %8s  (kept; SCITEX_DOCKER_REBUILD=1 rebuilds)\n' \
+  local image=$1 dockerfile=$2 context=$3 t0 inputs
+  inputs=$(inputs_hash "$dockerfile" "$context")
+  if [[ -z ${SCITEX_DOCKER_REBUILD:-} ]] && [[ $(image_inputs "$image") == "$inputs" ]]; then
+    printf '[scitex-dev docker] image %-36s %8s  (up to date; SCITEX_DOCKER_REBUILD=1 rebuilds)\n' \
       "$image" "$(image_size "$image")" >&2
     return 0
   fi
   t0=$(now_ms)
   log "building $image ($dockerfile)"
   docker build -q --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    --label "org.scitex.inputs=$inputs" \
     -f "$dockerfile" -t "$image" "$context" >"$D/build-${image//[\/:]/_}.log" 2>&1 || {
     tail -n 30 "$D/build-${image//[\/:]/_}.log" >&2
     die "building $image failed; see $D/build-${image//[\/:]/_}.log"
