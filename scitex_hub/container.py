@@ -112,6 +112,14 @@ class Bind:
         return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
 
 
+def parse_binds(texts: Sequence[str], key: str) -> tuple[Bind, ...]:
+    """Each of ``texts`` parsed (:meth:`Bind.parse`); an error names the setting ``key``."""
+    try:
+        return tuple(Bind.parse(text) for text in texts)
+    except ValueError as e:
+        raise ValueError(f"{key}: {e}") from None
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     runtime: str

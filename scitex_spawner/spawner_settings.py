@@ -27,7 +27,7 @@ from traitlets import (
     validate,
 )
 
-from scitex_hub.container import Bind
+from scitex_hub.container import parse_binds
 from scitex_hub.institutions import Institution, load_institutions
 from scitex_hub.profiles import Profile, load_profiles
 from scitex_hub.slurm import SlurmClient
@@ -175,11 +175,7 @@ class SciTeXSpawnerSettings(HasTraits):
 
     @validate("container_binds")
     def _validate_binds(self, proposal: Any) -> list[str]:
-        for bind in proposal["value"]:
-            try:
-                Bind.parse(bind)
-            except ValueError as e:
-                raise ValueError(f"SciTeXSpawner.container_binds: {e}") from None
+        parse_binds(proposal["value"], "SciTeXSpawner.container_binds")
         return list(proposal["value"])
 
     @validate("data_root")

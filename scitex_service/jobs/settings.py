@@ -27,7 +27,7 @@ from traitlets import (
 )
 from traitlets.config import LoggingConfigurable
 
-from scitex_hub.container import Bind, RuntimeChoice, resolve_container_runtime
+from scitex_hub.container import RuntimeChoice, parse_binds, resolve_container_runtime
 from scitex_hub.institutions import USERNAME_RE
 from scitex_hub.jobspecs.compute import JobSite
 from scitex_hub.names import name_refusal
@@ -171,11 +171,7 @@ class JobSettings(LoggingConfigurable):
 
     @validate("binds")
     def _check_binds(self, proposal: Any) -> list[str]:
-        for bind in proposal["value"]:
-            try:
-                Bind.parse(bind)
-            except ValueError as e:
-                raise ValueError(f"ComputeJobs.binds: {e}") from None
+        parse_binds(proposal["value"], "ComputeJobs.binds")
         return list(proposal["value"])
 
     @validate("interpreters")
@@ -245,7 +241,7 @@ class JobSettings(LoggingConfigurable):
             runtime=runtime.runtime,
             executable=runtime.executable,
             image=self.image,
-            binds=tuple(Bind.parse(b) for b in self.binds),
+            binds=parse_binds(self.binds, "ComputeJobs.binds"),
             unsquash=self.unsquash,
             interpreters=tuple((s, tuple(argv)) for s, argv in self.interpreters.items()),
         )

@@ -5,17 +5,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tools.import_graph import PACKAGES
+
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = (
-    "jupyterhub_config",
-    "scitex_hub",
-    "scitex_spawner",
-    "scitex_service",
-    "scitex_server_ext",
-    "scitex_quota",
-    "scitex_safefs",
-    "scitex_gitea",
-)
+# The packages we ship (tools/import_graph.py holds the one list).
+PRODUCT = PACKAGES
 
 
 def product_files() -> list[Path]:
